@@ -1,0 +1,42 @@
+# Heimdall developer commands. Everything installs into .venv at the repo root.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8080
+
+.PHONY: run test lint unit bench install clean events
+
+$(VENV)/.run-deps: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[local,serve]'
+	touch $@
+
+$(VENV)/.dev-deps: $(VENV)/.run-deps
+	$(PY) -m pip install --quiet -e '.[local,serve,dev]'
+	touch $@
+
+install: $(VENV)/.dev-deps
+
+## Serve the gateway on http://127.0.0.1:$(PORT) with the embedded engine (HEIMDALL_CONFIG honoured).
+run: $(VENV)/.run-deps
+	PORT=$(PORT) $(PY) -m heimdall
+
+## Lint, type-check, check the SAM template, and run the whole test suite.
+test: $(VENV)/.dev-deps lint
+	$(PY) -m pytest
+
+lint: $(VENV)/.dev-deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/cfn-lint template.yaml
+
+bench: $(VENV)/.dev-deps
+	$(PY) -m benchmarks
+
+events: $(VENV)/.dev-deps
+	$(PY) scripts/make_events.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+from heimdall.server import main
+
+main()

@@ -1,0 +1,1 @@
+"""The HTTP surface: routes, request parsing, responses. Knows nothing of providers' wire formats."""

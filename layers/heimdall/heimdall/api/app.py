@@ -1,0 +1,68 @@
+"""The FastAPI application: routes, error envelopes and the request log, built by ``create_app``."""
+
+from __future__ import annotations
+
+import os
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from heimdall import __version__
+from heimdall.api.context import RequestContextMiddleware, error_response
+from heimdall.api.routes import add_routes
+from heimdall.config import GatewayConfig, load_config
+from heimdall.core.errors import HeimdallError, InvalidRequest, error_for_status
+from heimdall.providers.base import Provider
+from heimdall.providers.local import LocalEngineOptions, LocalProvider
+from heimdall.routing import Router
+
+
+def build_providers(config: GatewayConfig) -> dict[str, Provider]:
+    providers: dict[str, Provider] = {}
+    if config.local.enabled:
+        local = config.local
+        providers["local"] = LocalProvider(
+            LocalEngineOptions(
+                cpu_threads=local.cpu_threads,
+                compute_type=local.compute_type,
+                vad_filter=local.vad_filter,
+                beam_size=local.beam_size,
+            )
+        )
+    return providers
+
+
+def create_app(config: GatewayConfig | None = None) -> FastAPI:
+    """The gateway app; without a config, the one ``HEIMDALL_CONFIG`` names (or the keyless default)."""
+    if config is None:
+        config = load_config(os.environ.get("HEIMDALL_CONFIG"))
+    app = FastAPI(
+        title="Heimdall",
+        version=__version__,
+        summary="Speech-to-text gateway speaking the Bifrost, Azure OpenAI and OpenAI transcription API.",
+    )
+    app.state.config = config
+    app.state.router = Router(config, build_providers(config))
+
+    @app.exception_handler(HeimdallError)
+    async def _heimdall_error(request: Request, exc: HeimdallError) -> JSONResponse:
+        return error_response(request, exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = {404: f"No route for {request.method} {request.url.path}.", 405: (
+            f"Method {request.method} is not allowed on {request.url.path}."
+        )}.get(exc.status_code, str(exc.detail))
+        return error_response(request, error_for_status(exc.status_code, message, headers=exc.headers))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        param = str(first.get("loc", ["", "request"])[-1])
+        return error_response(request, InvalidRequest(f"Invalid value for '{param}': {first.get('msg')}.", param=param))
+
+    app.add_middleware(RequestContextMiddleware)
+    add_routes(app)
+    return app

@@ -1,0 +1,131 @@
+"""The transcription form fields of the reference, validated into a TranscriptionRequest.
+
+Field names and enums come from Bifrost's "Create transcription" page (which follows OpenAI's).
+List fields arrive as repeated ``name[]`` parts (what the openai SDK sends) or as plain ``name``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from heimdall.core.errors import InvalidRequest
+from heimdall.core.languages import LANGUAGE_NAMES
+from heimdall.core.types import ResponseFormat, TimestampGranularity, TranscriptionRequest
+
+LIST_FIELDS = frozenset({"timestamp_granularities", "fallbacks", "include"})
+
+
+class TranscriptionForm(BaseModel):
+    """The non-file fields of a transcription request (``file`` is read separately, streamed)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    model: str | None = Field(None, min_length=1, max_length=256, description="Deployment alias or provider/model.")
+    language: str | None = Field(None, description="Language of the audio, ISO 639-1 (e.g. `en`).")
+    prompt: str | None = Field(None, max_length=16_384, description="Text to guide the model's style.")
+    response_format: ResponseFormat = Field(ResponseFormat.JSON)
+    temperature: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
+    timestamp_granularities: list[TimestampGranularity] = Field(
+        default_factory=list, description="`word` needs `response_format=verbose_json`. Also sent as `[]`."
+    )
+    stream: bool = Field(False, description="Server-sent events (`true`/`false`/`1`/`0`).")
+    fallbacks: list[str] = Field(default_factory=list, description="provider/model targets tried in order.")
+    include: list[Literal["logprobs"]] = Field(default_factory=list, description="Extra outputs: `logprobs`.")
+    chunking_strategy: str | None = Field(None, description='`auto`, or a JSON object {"type": "server_vad", …}.')
+
+    @field_validator("language")
+    @classmethod
+    def _iso_639_1(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        code = value.lower()
+        if code not in LANGUAGE_NAMES:
+            raise ValueError(f"'{value[:16]}' is not a supported ISO 639-1 language code")
+        return code
+
+    @field_validator("chunking_strategy")
+    @classmethod
+    def _auto_or_server_vad(cls, value: str | None) -> str | None:
+        if value is None or value == "auto":
+            return value
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict) or parsed.get("type") != "server_vad":
+            raise ValueError('must be "auto" or a JSON object with "type": "server_vad"')
+        return value
+
+    @model_validator(mode="after")
+    def _words_need_verbose_json(self) -> TranscriptionForm:
+        if (
+            TimestampGranularity.WORD in self.timestamp_granularities
+            and self.response_format is not ResponseFormat.VERBOSE_JSON
+        ):
+            raise ValueError("word timestamps need response_format=verbose_json")
+        return self
+
+
+def _collect(fields: list[tuple[str, str]]) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for raw_name, value in fields:
+        name = raw_name.removesuffix("[]")
+        if name in LIST_FIELDS:
+            data.setdefault(name, []).append(value)
+        elif name in data:
+            raise InvalidRequest(f"Field '{name}' is given more than once.", param=name, code="duplicate_field")
+        elif value.strip() != "":  # an empty optional field is an absent one (curl -F 'language=')
+            data[name] = value
+    return data
+
+
+def _param_of(error: Any) -> str | None:
+    loc = [part for part in error.get("loc", ()) if isinstance(part, str)]
+    if loc:
+        return f"{loc[0]}[]" if loc[0] in LIST_FIELDS else loc[0]
+    return None
+
+
+def build_request(fields: list[tuple[str, str]], *, path_model: str | None) -> TranscriptionRequest:
+    """Validate the form; a deployment id in the path is authoritative over the ``model`` field."""
+    data = _collect(fields)
+    try:
+        form = TranscriptionForm.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = _param_of(first)
+        if first["type"] == "extra_forbidden":
+            message = f"Unrecognized request argument supplied: {param}"
+            code = "unknown_parameter"
+        elif param is None:  # a model-level rule
+            message = first["msg"].removeprefix("Value error, ")
+            param = "timestamp_granularities[]"
+            code = "invalid_value"
+        else:
+            message = f"Invalid value for '{param}': {first['msg'].removeprefix('Value error, ')}."
+            code = "invalid_value"
+        raise InvalidRequest(message, param=param, code=code) from None
+    model = path_model or form.model
+    if not model:
+        raise InvalidRequest("Missing required parameter: 'model'.", param="model", code="missing_required_parameter")
+    if form.stream:
+        raise InvalidRequest(
+            "stream=true is not available on this gateway yet; send stream=false for a complete response.",
+            param="stream",
+            code="unsupported_value",
+        )
+    return TranscriptionRequest(
+        model=model,
+        response_format=form.response_format,
+        language=form.language,
+        prompt=form.prompt,
+        temperature=form.temperature,
+        timestamp_granularities=frozenset(form.timestamp_granularities),
+        stream=form.stream,
+        fallbacks=tuple(form.fallbacks),
+        include=tuple(form.include),
+        chunking_strategy=form.chunking_strategy,
+    )

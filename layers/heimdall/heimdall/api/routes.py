@@ -1,0 +1,165 @@
+"""The transcription routes, declared as data: every SDK-compatible path runs the same endpoint.
+
+A route parses and validates the upload, hands the request to the router, and renders the result;
+it never sees a provider's wire format.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Query, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.concurrency import run_in_threadpool
+
+from heimdall.api.context import request_log
+from heimdall.api.form import TranscriptionForm, build_request
+from heimdall.api.multipart import FormLimits, read_multipart
+from heimdall.api.schemas import ERROR_RESPONSES, TranscriptionResponse
+from heimdall.config import GatewayConfig
+from heimdall.core.errors import InvalidRequest
+from heimdall.core.formats import PLAIN_TEXT_FORMATS, render_json, render_plain, render_verbose_json
+from heimdall.core.types import ResponseFormat, TranscriptionRequest
+from heimdall.providers.local import LocalProvider, engine_installed
+from heimdall.routing import RoutedTranscript, Router
+
+API_VERSION = re.compile(r"^(\d{4}-\d{2}-\d{2}(-preview)?|v1|latest|preview)$")
+
+
+@dataclass(frozen=True)
+class TranscriptionRoute:
+    path: str
+    summary: str
+    deployment_in_path: bool = False
+
+
+TRANSCRIPTION_ROUTES = (
+    TranscriptionRoute(
+        "/openai/openai/deployments/{deployment_id:path}/audio/transcriptions",
+        "Create transcription (Azure OpenAI). The deployment id in the path names the model.",
+        deployment_in_path=True,
+    ),
+    TranscriptionRoute("/openai/v1/audio/transcriptions", "Create transcription (OpenAI SDK, /v1 base URL)"),
+    TranscriptionRoute("/openai/audio/transcriptions", "Create transcription (OpenAI SDK)"),
+    TranscriptionRoute("/v1/audio/transcriptions", "Create transcription (unified: model is alias or provider/model)"),
+)
+
+
+def _request_body_schema() -> dict[str, Any]:
+    schema = TranscriptionForm.model_json_schema()
+    schema["properties"] = {"file": {"type": "string", "format": "binary"}, **schema["properties"]}
+    schema["required"] = ["file"]
+    return {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
+
+
+def _limits(config: GatewayConfig) -> FormLimits:
+    return FormLimits(max_body_bytes=int(config.client_config.max_request_body_size_mb * 1024 * 1024))
+
+
+def _render(routed: RoutedTranscript, request: TranscriptionRequest, latency_ms: int) -> Response:
+    target = routed.target
+    if request.response_format in PLAIN_TEXT_FORMATS:
+        body = render_plain(routed.transcript, request.response_format, target.provider)
+        return PlainTextResponse(body, headers={"x-heimdall-provider": target.provider, "x-heimdall-model": target.model})
+    if request.response_format is ResponseFormat.VERBOSE_JSON:
+        payload = render_verbose_json(routed.transcript, request)
+    else:
+        payload = render_json(routed.transcript, request)
+    payload["extra_fields"] = {
+        "request_type": "transcription",
+        "provider": target.provider,
+        "model_requested": request.model,
+        "model_deployment": target.model,
+        "latency": latency_ms,
+        "chunk_index": 0,
+        "fallback_index": routed.fallback_index,
+    }
+    return JSONResponse(payload)
+
+
+async def transcribe(request: Request, deployment_id: str | None, api_version: str | None) -> Response:
+    if api_version is not None and not API_VERSION.match(api_version):
+        raise InvalidRequest(
+            f"api-version '{api_version[:40]}' is not a version: use a date like 2024-06-01 "
+            "(optionally -preview), or v1, latest, preview.",
+            param="api-version",
+            code="invalid_api_version",
+        )
+    log = request_log(request.scope)
+    if deployment_id is not None:
+        log["model"] = deployment_id
+    router: Router = request.app.state.router
+    form = await read_multipart(request, _limits(request.app.state.config))
+    try:
+        transcription = build_request(form.fields, path_model=deployment_id)
+        log.update(model=transcription.model, response_format=str(transcription.response_format))
+        if form.audio is None:
+            raise InvalidRequest("Missing required parameter: 'file'.", param="file", code="missing_required_parameter")
+        log["audio_bytes"] = form.audio.size
+        if form.audio.size == 0:
+            raise InvalidRequest("The uploaded file is empty.", param="file", code="empty_file")
+        started = time.perf_counter()
+        routed = await run_in_threadpool(router.transcribe, transcription, form.audio)
+        latency_ms = round((time.perf_counter() - started) * 1000)
+    finally:
+        form.close()
+    log.update(provider=routed.target.provider, model_deployment=routed.target.model, fallback_index=routed.fallback_index)
+    return _render(routed, transcription, latency_ms)
+
+
+def add_routes(app: FastAPI) -> None:
+    for spec in TRANSCRIPTION_ROUTES:
+        app.add_api_route(
+            spec.path,
+            _endpoint(spec),
+            methods=["POST"],
+            summary=spec.summary,
+            tags=["Audio"],
+            response_model=TranscriptionResponse,
+            responses={
+                200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+                **ERROR_RESPONSES,
+            },
+            openapi_extra={"requestBody": _request_body_schema()},
+        )
+    app.add_api_route("/health", health, methods=["GET"], tags=["Health"], summary="Liveness and configured providers")
+
+
+def _endpoint(spec: TranscriptionRoute) -> Any:
+    if spec.deployment_in_path:
+
+        async def deployment_endpoint(
+            request: Request,
+            deployment_id: str,
+            api_version: str | None = Query(None, alias="api-version"),
+        ) -> Response:
+            return await transcribe(request, deployment_id, api_version)
+
+        return deployment_endpoint
+
+    async def model_endpoint(
+        request: Request, api_version: str | None = Query(None, alias="api-version")
+    ) -> Response:
+        return await transcribe(request, None, api_version)
+
+    return model_endpoint
+
+
+async def health(request: Request) -> dict[str, Any]:
+    router: Router = request.app.state.router
+    config: GatewayConfig = request.app.state.config
+    providers = []
+    for name, provider in sorted(router.providers.items()):
+        entry: dict[str, Any] = {"name": name, "models": sorted(provider.models() or [])}
+        if isinstance(provider, LocalProvider):
+            entry.update(installed=engine_installed(), loaded=provider.loaded)
+        providers.append(entry)
+    return {
+        "status": "ok",
+        "providers": providers,
+        "deployments": config.deployments,
+        "default_model": "local/tiny.en" if router.keyless_default else None,
+    }

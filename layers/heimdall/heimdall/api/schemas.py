@@ -1,0 +1,77 @@
+"""Response shapes for the OpenAPI document (the bodies themselves are rendered in core.formats)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from heimdall.core.types import Logprob, Segment, Usage, Word
+
+
+class ExtraFields(BaseModel):
+    request_type: str
+    provider: str
+    model_requested: str
+    model_deployment: str
+    latency: int
+    chunk_index: int
+    fallback_index: int | None = None
+
+
+class TranscriptionResponse(BaseModel):
+    """``json`` carries text (+ usage, logprobs); ``verbose_json`` adds task, language, duration, segments, words."""
+
+    text: str
+    task: str | None = None
+    language: str | None = None
+    duration: float | None = None
+    segments: list[Segment] | None = None
+    words: list[Word] | None = None
+    logprobs: list[Logprob] | None = None
+    usage: Usage | None = None
+    extra_fields: ExtraFields
+
+
+class ErrorDetail(BaseModel):
+    type: str
+    code: str | None
+    message: str
+    param: str | None
+    event_id: str
+
+
+class ErrorExtraFields(BaseModel):
+    request_type: str
+    provider: str | None = None
+    model_requested: str | None = None
+    attempts: list[dict[str, Any]] | None = None
+
+
+class ErrorEnvelope(BaseModel):
+    event_id: str
+    type: str
+    is_bifrost_error: bool
+    status_code: int
+    error: ErrorDetail
+    extra_fields: ErrorExtraFields
+
+
+_ERRORS = {
+    400: "Invalid field, malformed multipart, or audio that cannot be decoded",
+    401: "Missing or unknown gateway key",
+    403: "The key may not use this model",
+    404: "Unknown model, deployment or route",
+    405: "Method not allowed",
+    413: "Request body too large",
+    415: "Body is not multipart/form-data",
+    429: "Rate limited (see Retry-After)",
+    500: "Internal error",
+    502: "The provider failed",
+    503: "The engine is not available in this deployment",
+    504: "The provider timed out",
+}
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorEnvelope, "description": description} for status, description in _ERRORS.items()
+}

@@ -1,0 +1,115 @@
+"""The canonical request and transcript every route and provider speaks.
+
+Field names follow the reference (Bifrost's "Create transcription" page, which mirrors OpenAI's
+verbose_json); optional fields stay ``None`` rather than being filled with invented values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import BinaryIO, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+
+class ResponseFormat(StrEnum):
+    JSON = "json"
+    TEXT = "text"
+    SRT = "srt"
+    VERBOSE_JSON = "verbose_json"
+    VTT = "vtt"
+
+
+class TimestampGranularity(StrEnum):
+    WORD = "word"
+    SEGMENT = "segment"
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Word(_Wire):
+    word: str
+    start: float
+    end: float
+
+
+class Segment(_Wire):
+    id: int
+    seek: int | None = None
+    start: float
+    end: float
+    text: str
+    tokens: list[int] | None = None
+    temperature: float | None = None
+    avg_logprob: float | None = None
+    compression_ratio: float | None = None
+    no_speech_prob: float | None = None
+
+
+class Logprob(_Wire):
+    token: str
+    logprob: float
+    bytes: list[int] | None = None
+
+
+class InputTokenDetails(_Wire):
+    text_tokens: int | None = None
+    audio_tokens: int | None = None
+
+
+class Usage(_Wire):
+    type: Literal["tokens", "duration"]
+    seconds: int | None = None
+    input_tokens: int | None = None
+    input_token_details: InputTokenDetails | None = None
+    output_tokens: int | None = None
+    total_tokens: int | None = None
+
+
+class Transcript(_Wire):
+    """What a provider returns, whatever its wire format was."""
+
+    text: str
+    language: str | None = None
+    duration: float | None = None
+    segments: list[Segment] | None = None
+    words: list[Word] | None = None
+    logprobs: list[Logprob] | None = None
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True)
+class AudioInput:
+    """The uploaded audio: a seekable file (spooled to disk past 1 MB), never a bytes copy."""
+
+    file: BinaryIO
+    filename: str
+    content_type: str
+    size: int
+
+    def rewind(self) -> BinaryIO:
+        self.file.seek(0)
+        return self.file
+
+
+@dataclass(frozen=True)
+class TranscriptionRequest:
+    """A validated transcription request, independent of the route it came through."""
+
+    model: str
+    response_format: ResponseFormat = ResponseFormat.JSON
+    language: str | None = None
+    prompt: str | None = None
+    temperature: float | None = None
+    timestamp_granularities: frozenset[TimestampGranularity] = field(default_factory=frozenset)
+    stream: bool = False
+    fallbacks: tuple[str, ...] = ()
+    include: tuple[str, ...] = ()
+    chunking_strategy: str | None = None
+
+    @property
+    def wants_words(self) -> bool:
+        return TimestampGranularity.WORD in self.timestamp_granularities

@@ -1,0 +1,1 @@
+"""Provider adapters: each translates the canonical request to one upstream and back."""
