@@ -117,11 +117,13 @@ class LocalProvider:
         return _to_transcript(segments, info, request.wants_words)
 
 
-def _seconds(value: Any) -> float:
-    return round(float(value), 3)
-
-
 def _to_transcript(raw_segments: list[Any], info: Any, with_words: bool) -> Transcript:
+    duration = round(float(info.duration), 3)
+
+    def _seconds(value: Any) -> float:
+        # Whisper predicts times on a 30 s grid; a last segment may "end" past the audio itself.
+        return min(round(float(value), 3), duration)
+
     segments = [
         Segment(
             id=index,
@@ -144,11 +146,10 @@ def _to_transcript(raw_segments: list[Any], info: Any, with_words: bool) -> Tran
             for s in raw_segments
             for w in s.words or []
         ]
-    duration = float(info.duration)
     return Transcript(
         text="".join(s.text for s in raw_segments).strip(),
         language=language_name(info.language),
-        duration=round(duration, 3),
+        duration=duration,
         segments=segments,
         words=words,
         usage=Usage(type="duration", seconds=math.ceil(duration)),
