@@ -135,7 +135,11 @@ def main() -> None:
             "/openai/v1/audio/transcriptions",
             "",
             multipart(
-                {"model": "whisper-1", "response_format": "verbose_json", "timestamp_granularities[]": "word"},
+                {
+                    "model": "whisper-1",
+                    "response_format": "verbose_json",
+                    "timestamp_granularities[]": "word",
+                },
                 "hello.wav",
                 audio,
                 "audio/wav",

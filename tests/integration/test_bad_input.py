@@ -41,8 +41,13 @@ TRUNCATED = _with(mp.field("response_format", "json"))[:-200]
 CASES: dict[str, Case] = {
     "no file": Case(400, mp.body(mp.field("model", "whisper-1")), param="file", code="missing_required_parameter"),
     "empty file": Case(400, _with(audio=b""), param="file", code="empty_file"),
-    "non-audio bytes": Case(400, _with(audio=b"%PDF-1.7\n" + bytes(range(256)) * 40), param="file",
-                            code="invalid_audio", engine=True),
+    "non-audio bytes": Case(
+        400,
+        _with(audio=b"%PDF-1.7\n" + bytes(range(256)) * 40),
+        param="file",
+        code="invalid_audio",
+        engine=True,
+    ),
     "json body": Case(415, b'{"model": "whisper-1", "file": "aGVsbG8="}', content_type="application/json"),
     "form-urlencoded body": Case(415, b"model=whisper-1&file=hello", content_type="application/x-www-form-urlencoded"),
     "no content type": Case(415, b"hello", content_type=None),
@@ -50,35 +55,55 @@ CASES: dict[str, Case] = {
     "temperature above 1": Case(400, _with(mp.field("temperature", "1.5")), param="temperature"),
     "temperature not a number": Case(400, _with(mp.field("temperature", "warm")), param="temperature"),
     "temperature nan": Case(400, _with(mp.field("temperature", "nan")), param="temperature"),
-    "word granularity with json": Case(400, _with(mp.field("timestamp_granularities[]", "word")),
-                                       param="timestamp_granularities[]"),
-    "unknown granularity": Case(400, _with(mp.field("timestamp_granularities", "sentence"),
-                                           mp.field("response_format", "verbose_json")),
-                                param="timestamp_granularities[]"),
+    "word granularity with json": Case(
+        400, _with(mp.field("timestamp_granularities[]", "word")), param="timestamp_granularities[]"
+    ),
+    "unknown granularity": Case(
+        400,
+        _with(mp.field("timestamp_granularities", "sentence"), mp.field("response_format", "verbose_json")),
+        param="timestamp_granularities[]",
+    ),
     "language not iso 639-1": Case(400, _with(mp.field("language", "english")), param="language"),
-    "language the english-only engine lacks": Case(400, _with(mp.field("language", "fr")), param="language",
-                                                   code="unsupported_language"),
+    "language the english-only engine lacks": Case(
+        400, _with(mp.field("language", "fr")), param="language", code="unsupported_language"
+    ),
     "stream not a boolean": Case(400, _with(mp.field("stream", "maybe")), param="stream"),
     "stream=true before streaming exists": Case(400, _with(mp.field("stream", "true")), param="stream"),
-    "fallback not provider/model": Case(400, _with(mp.field("fallbacks[]", "whisper")), param="fallbacks",
-                                        code="invalid_fallback"),
+    "fallback not provider/model": Case(
+        400, _with(mp.field("fallbacks[]", "whisper")), param="fallbacks", code="invalid_fallback"
+    ),
     "unknown field": Case(400, _with(mp.field("temprature", "0.2")), param="temprature", code="unknown_parameter"),
     "field given twice": Case(400, _with(mp.field("language", "en"), mp.field("language", "en")), param="language"),
-    "no model on the model route": Case(400, mp.body(mp.file_part(WAV)), param="model",
-                                        code="missing_required_parameter"),
-    "unconfigured provider": Case(404, mp.body(mp.field("model", "openai/whisper-1"), mp.file_part(WAV)),
-                                  param="model", code="provider_not_configured"),
-    "unknown local model": Case(404, mp.body(mp.field("model", "local/large-v3"), mp.file_part(WAV)),
-                                param="model", code="model_not_found"),
-    "two files": Case(400, mp.body(mp.field("model", "whisper-1"), mp.file_part(WAV), mp.file_part(WAV)),
-                      param="file", code="too_many_files"),
-    "file in another field": Case(400, mp.body(mp.field("model", "whisper-1"), mp.file_part(WAV, name="audio")),
-                                  param="audio"),
+    "no model on the model route": Case(
+        400, mp.body(mp.file_part(WAV)), param="model", code="missing_required_parameter"
+    ),
+    "unconfigured provider": Case(
+        404,
+        mp.body(mp.field("model", "openai/whisper-1"), mp.file_part(WAV)),
+        param="model",
+        code="provider_not_configured",
+    ),
+    "unknown local model": Case(
+        404,
+        mp.body(mp.field("model", "local/large-v3"), mp.file_part(WAV)),
+        param="model",
+        code="model_not_found",
+    ),
+    "two files": Case(
+        400,
+        mp.body(mp.field("model", "whisper-1"), mp.file_part(WAV), mp.file_part(WAV)),
+        param="file",
+        code="too_many_files",
+    ),
+    "file in another field": Case(
+        400, mp.body(mp.field("model", "whisper-1"), mp.file_part(WAV, name="audio")), param="audio"
+    ),
     "field that is not utf-8": Case(400, _with(mp.field("prompt", b"\xff\xfe\xfa")), param="prompt"),
     "truncated multipart": Case(400, TRUNCATED, code="invalid_multipart"),
     "multipart without boundary": Case(400, _with(), content_type="multipart/form-data", code="invalid_multipart"),
-    "multipart with the wrong boundary": Case(400, _with(), content_type="multipart/form-data; boundary=other",
-                                              code="invalid_multipart"),
+    "multipart with the wrong boundary": Case(
+        400, _with(), content_type="multipart/form-data; boundary=other", code="invalid_multipart"
+    ),
     "garbage multipart": Case(400, b"this is not multipart at all", code="invalid_multipart"),
     "bad api-version": Case(400, _with(), path=AZURE_ROUTE, query={"api-version": "yesterday"}, param="api-version"),
     "unknown path": Case(404, _with(), path="/openai/v1/audio/translations-typo"),

@@ -80,7 +80,9 @@ def test_handler_errors_carry_the_envelope_and_the_api_gateway_request_id(
     version: str, api_handler: Any, lambda_context: LambdaContext
 ) -> None:
     body = multipart.body(multipart.field("temperature", "warm"), multipart.file_part(FILES["hello"].read_bytes()))
-    event = EVENT_BUILDERS[version]("POST", "/openai/v1/audio/transcriptions", body=body, content_type=multipart.CONTENT_TYPE)
+    event = EVENT_BUILDERS[version](
+        "POST", "/openai/v1/audio/transcriptions", body=body, content_type=multipart.CONTENT_TYPE
+    )
     response = api_handler(event, lambda_context)
     assert response["statusCode"] == 400
     envelope = json.loads(response_body(response))

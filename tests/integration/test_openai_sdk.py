@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -19,7 +20,9 @@ MAX_WER = 0.35
 @pytest.fixture(scope="module", params=["azure", "openai"])
 def client(request: pytest.FixtureRequest, gateway_url: str) -> Any:
     if request.param == "azure":
-        return AzureOpenAI(azure_endpoint=f"{gateway_url}/openai", api_version="2024-06-01", api_key="unused", max_retries=0)
+        return AzureOpenAI(
+            azure_endpoint=f"{gateway_url}/openai", api_version="2024-06-01", api_key="unused", max_retries=0
+        )
     return OpenAI(base_url=f"{gateway_url}/openai/v1", api_key="unused", max_retries=0)
 
 
@@ -47,7 +50,7 @@ def test_srt_parses_as_subtitles(client: Any) -> None:
     cues = list(srt.parse(result, ignore_errors=False))
     assert [cue.index for cue in cues] == list(range(1, len(cues) + 1))
     assert all(cue.start < cue.end for cue in cues)
-    assert all(a.end <= b.start for a, b in zip(cues, cues[1:], strict=False))
+    assert all(a.end <= b.start for a, b in pairwise(cues))
     assert wer("story", " ".join(cue.content for cue in cues)) <= MAX_WER
 
 
@@ -77,7 +80,7 @@ def test_verbose_json_carries_words_when_asked(client: Any) -> None:
     words = result.words
     assert len(words) >= 12
     assert all(w.start <= w.end for w in words)
-    assert all(a.start <= b.start for a, b in zip(words, words[1:], strict=False))
+    assert all(a.start <= b.start for a, b in pairwise(words))
     assert wer("fox", " ".join(w.word for w in words)) <= MAX_WER
     assert result.segments
 

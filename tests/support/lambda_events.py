@@ -23,7 +23,12 @@ def load_event(path: Path) -> dict[str, Any]:
 
 
 def rest_v1_event(
-    method: str, path: str, *, body: bytes = b"", content_type: str | None = None, query: dict[str, str] | None = None
+    method: str,
+    path: str,
+    *,
+    body: bytes = b"",
+    content_type: str | None = None,
+    query: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     event = copy.deepcopy(load_event(V1_TEMPLATE))
     headers = {k: v for k, v in event["headers"].items() if k.lower() != "content-type"}
@@ -45,7 +50,12 @@ def rest_v1_event(
 
 
 def http_v2_event(
-    method: str, path: str, *, body: bytes = b"", content_type: str | None = None, query: dict[str, str] | None = None
+    method: str,
+    path: str,
+    *,
+    body: bytes = b"",
+    content_type: str | None = None,
+    query: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     event = copy.deepcopy(load_event(V2_TEMPLATE))
     headers = {k: v for k, v in event["headers"].items() if k not in ("content-type", "content-length")}

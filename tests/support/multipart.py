@@ -11,7 +11,9 @@ def field(name: str, value: str | bytes) -> bytes:
     return f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode() + data + b"\r\n"
 
 
-def file_part(data: bytes, *, name: str = "file", filename: str = "audio.wav", content_type: str = "audio/wav") -> bytes:
+def file_part(
+    data: bytes, *, name: str = "file", filename: str = "audio.wav", content_type: str = "audio/wav"
+) -> bytes:
     head = (
         f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
         f"Content-Type: {content_type}\r\n\r\n"

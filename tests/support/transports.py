@@ -8,7 +8,13 @@ from typing import Any
 
 import httpx
 
-from tests.support.lambda_events import LambdaContext, http_v2_event, response_body, response_headers, rest_v1_event
+from tests.support.lambda_events import (
+    LambdaContext,
+    http_v2_event,
+    response_body,
+    response_headers,
+    rest_v1_event,
+)
 
 
 @dataclass
@@ -21,14 +27,29 @@ class Reply:
         return json.loads(self.body)
 
 
-def over_http(base_url: str, method: str, path: str, *, body: bytes = b"", headers: dict[str, str] | None = None,
-              query: dict[str, str] | None = None) -> Reply:
+def over_http(
+    base_url: str,
+    method: str,
+    path: str,
+    *,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    query: dict[str, str] | None = None,
+) -> Reply:
     response = httpx.request(method, f"{base_url}{path}", params=query, content=body, headers=headers, timeout=60)
     return Reply(response.status_code, {k.lower(): v for k, v in response.headers.items()}, response.content)
 
 
-def via_lambda(handler: Any, version: str, method: str, path: str, *, body: bytes = b"",
-               headers: dict[str, str] | None = None, query: dict[str, str] | None = None) -> Reply:
+def via_lambda(
+    handler: Any,
+    version: str,
+    method: str,
+    path: str,
+    *,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    query: dict[str, str] | None = None,
+) -> Reply:
     headers = headers or {}
     content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), None)
     build = rest_v1_event if version == "v1" else http_v2_event

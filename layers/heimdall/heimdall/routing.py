@@ -37,7 +37,12 @@ class Attempt:
     latency_ms: int
 
     def as_dict(self) -> dict[str, object]:
-        return {"provider": self.provider, "model": self.model, "status": self.status, "latency": self.latency_ms}
+        return {
+            "provider": self.provider,
+            "model": self.model,
+            "status": self.status,
+            "latency": self.latency_ms,
+        }
 
 
 @dataclass
@@ -113,8 +118,7 @@ class Router:
         models = provider.models()
         if models is not None and target.model not in models:
             raise NotFound(
-                f"Provider '{target.provider}' has no model '{target.model}' "
-                f"(available: {', '.join(sorted(models))}).",
+                f"Provider '{target.provider}' has no model '{target.model}' (available: {', '.join(sorted(models))}).",
                 param=param,
                 code="model_not_found",
                 provider=target.provider,
@@ -138,7 +142,9 @@ class Router:
             )
         if "logprobs" in request.include and not caps.logprobs:
             return InvalidRequest(
-                f"{target} does not return logprobs.", param="include[]", code="unsupported_value",
+                f"{target} does not return logprobs.",
+                param="include[]",
+                code="unsupported_value",
                 provider=target.provider,
             )
         if request.language and caps.languages is not None and request.language not in caps.languages:
@@ -166,9 +172,7 @@ class Router:
                     if _is_client_mistake(exc):
                         raise
                     error = exc
-            attempts.append(
-                Attempt(target.provider, target.model, error.status_code, _elapsed_ms(started))
-            )
+            attempts.append(Attempt(target.provider, target.model, error.status_code, _elapsed_ms(started)))
             primary_error = primary_error or error
         assert primary_error is not None  # targets is never empty
         primary_error.extra["attempts"] = [a.as_dict() for a in attempts]

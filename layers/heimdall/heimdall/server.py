@@ -12,12 +12,14 @@ SNIPPET = """
 Heimdall is listening on http://127.0.0.1:{port}  (providers: {providers})
 
 Try it with curl:
-  curl -s http://127.0.0.1:{port}/openai/openai/deployments/whisper-1/audio/transcriptions?api-version=2024-06-01 \\
+  curl -s 'http://127.0.0.1:{port}/openai/openai/deployments/whisper-1/audio/transcriptions?api-version=2024-06-01' \\
     -H 'api-key: any' -F file=@tests/fixtures/audio/hello.wav -F response_format=json
 
 Or with the openai SDK (pip install openai):
   from openai import AzureOpenAI
-  client = AzureOpenAI(azure_endpoint="http://127.0.0.1:{port}/openai", api_key="any", api_version="2024-06-01")
+  client = AzureOpenAI(
+      azure_endpoint="http://127.0.0.1:{port}/openai", api_key="any", api_version="2024-06-01"
+  )
   with open("tests/fixtures/audio/hello.wav", "rb") as audio:
       print(client.audio.transcriptions.create(model="whisper-1", file=audio).text)
 """

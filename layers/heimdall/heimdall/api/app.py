@@ -52,9 +52,10 @@ def create_app(config: GatewayConfig | None = None) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        message = {404: f"No route for {request.method} {request.url.path}.", 405: (
-            f"Method {request.method} is not allowed on {request.url.path}."
-        )}.get(exc.status_code, str(exc.detail))
+        message = {
+            404: f"No route for {request.method} {request.url.path}.",
+            405: (f"Method {request.method} is not allowed on {request.url.path}."),
+        }.get(exc.status_code, str(exc.detail))
         return error_response(request, error_for_status(exc.status_code, message, headers=exc.headers))
 
     @app.exception_handler(RequestValidationError)

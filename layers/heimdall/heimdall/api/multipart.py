@@ -99,7 +99,9 @@ class _FormBuilder:
         self.part.name = options[b"name"].decode("utf-8", "replace")
         if b"filename" not in options:
             if len(self.form.fields) >= self.limits.max_fields:
-                raise InvalidRequest(f"Too many form fields (at most {self.limits.max_fields}).", code="too_many_fields")
+                raise InvalidRequest(
+                    f"Too many form fields (at most {self.limits.max_fields}).", code="too_many_fields"
+                )
             return
         if self.part.name != FILE_FIELD:
             raise InvalidRequest(
@@ -112,7 +114,8 @@ class _FormBuilder:
         self.part.filename = safe_filename(options[b"filename"].decode("utf-8", "replace"))
         content_type = self.headers.get(b"content-type", b"").decode("latin-1").strip()
         self.part.content_type = content_type or "application/octet-stream"
-        self.part.file = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
+        # Closed by UploadedForm.close() once the request is done, not by this scope.
+        self.part.file = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         chunk = data[start:end]
@@ -164,9 +167,7 @@ def _boundary(request: Request) -> bytes:
         )
     boundary = options.get(b"boundary", b"")
     if not boundary or len(boundary) > 70:
-        raise InvalidRequest(
-            "The multipart Content-Type has no valid boundary parameter.", code="invalid_multipart"
-        )
+        raise InvalidRequest("The multipart Content-Type has no valid boundary parameter.", code="invalid_multipart")
     return boundary
 
 

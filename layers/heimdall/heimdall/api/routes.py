@@ -63,7 +63,9 @@ def _render(routed: RoutedTranscript, request: TranscriptionRequest, latency_ms:
     target = routed.target
     if request.response_format in PLAIN_TEXT_FORMATS:
         body = render_plain(routed.transcript, request.response_format, target.provider)
-        return PlainTextResponse(body, headers={"x-heimdall-provider": target.provider, "x-heimdall-model": target.model})
+        return PlainTextResponse(
+            body, headers={"x-heimdall-provider": target.provider, "x-heimdall-model": target.model}
+        )
     if request.response_format is ResponseFormat.VERBOSE_JSON:
         payload = render_verbose_json(routed.transcript, request)
     else:
@@ -106,7 +108,11 @@ async def transcribe(request: Request, deployment_id: str | None, api_version: s
         latency_ms = round((time.perf_counter() - started) * 1000)
     finally:
         form.close()
-    log.update(provider=routed.target.provider, model_deployment=routed.target.model, fallback_index=routed.fallback_index)
+    log.update(
+        provider=routed.target.provider,
+        model_deployment=routed.target.model,
+        fallback_index=routed.fallback_index,
+    )
     return _render(routed, transcription, latency_ms)
 
 
@@ -140,9 +146,7 @@ def _endpoint(spec: TranscriptionRoute) -> Any:
 
         return deployment_endpoint
 
-    async def model_endpoint(
-        request: Request, api_version: str | None = Query(None, alias="api-version")
-    ) -> Response:
+    async def model_endpoint(request: Request, api_version: str | None = Query(None, alias="api-version")) -> Response:
         return await transcribe(request, None, api_version)
 
     return model_endpoint

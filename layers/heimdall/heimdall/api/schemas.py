@@ -20,7 +20,10 @@ class ExtraFields(BaseModel):
 
 
 class TranscriptionResponse(BaseModel):
-    """``json`` carries text (+ usage, logprobs); ``verbose_json`` adds task, language, duration, segments, words."""
+    """``json`` carries text (+ usage, logprobs).
+
+    ``verbose_json`` adds task, language, duration, segments and (when asked) words.
+    """
 
     text: str
     task: str | None = None

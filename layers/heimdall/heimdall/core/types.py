@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import BinaryIO, Literal
+from typing import IO, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -85,12 +85,12 @@ class Transcript(_Wire):
 class AudioInput:
     """The uploaded audio: a seekable file (spooled to disk past 1 MB), never a bytes copy."""
 
-    file: BinaryIO
+    file: IO[bytes]
     filename: str
     content_type: str
     size: int
 
-    def rewind(self) -> BinaryIO:
+    def rewind(self) -> IO[bytes]:
         self.file.seek(0)
         return self.file
 

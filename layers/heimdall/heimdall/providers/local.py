@@ -92,7 +92,7 @@ class LocalProvider:
                 provider=self.name,
             )
         whisper = self._whisper()
-        import av  # noqa: PLC0415 - PyAV comes with faster-whisper; imported only when it runs
+        import av
 
         options: dict[str, Any] = {
             "language": "en",
