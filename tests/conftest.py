@@ -12,7 +12,7 @@ from heimdall.api.app import create_app
 from heimdall.config import GatewayConfig
 from heimdall.observability import logger as heimdall_logger
 from tests.support.lambda_events import LambdaContext, load_api_handler
-from tests.support.servers import serve
+from tests.support.servers import serve, wait_until
 
 # Tests never read a developer's own config, and never reach AWS.
 os.environ.pop("HEIMDALL_CONFIG", None)
@@ -49,7 +49,12 @@ class LogCapture(logging.Handler):
     def records(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.lines]
 
-    def requests(self) -> list[dict[str, Any]]:
+    def requests(self, count: int = 1) -> list[dict[str, Any]]:
+        """The request log lines, once ``count`` have been written (the line follows the response)."""
+        wait_until(lambda: len(self._request_lines()) >= count, timeout=10, what=f"{count} request log line(s)")
+        return self._request_lines()
+
+    def _request_lines(self) -> list[dict[str, Any]]:
         return [r for r in self.records() if r.get("message") == "request"]
 
 
