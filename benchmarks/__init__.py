@@ -1,0 +1,1 @@
+"""Heimdall's benchmarks (`make bench`): measured numbers for the bars in DESIGN §6, not tests."""

@@ -1,0 +1,211 @@
+"""The measurements. Each returns a flat dict of numbers (ms, MB, ratios)."""
+
+from __future__ import annotations
+
+import base64
+import gc
+import io
+import os
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+import wave
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+AUDIO = ROOT / "tests" / "fixtures" / "audio"
+
+
+def _median_p90(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {
+        "median": round(statistics.median(ordered), 1),
+        "p90": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))], 1),
+        "runs": len(ordered),
+    }
+
+
+def cold_start(runs: int = 15) -> dict[str, Any]:
+    """Importing functions/api/app.py (building the app) in a fresh interpreter, as Lambda's init does."""
+    code = (
+        "import time, importlib.util as u; t = time.perf_counter(); "
+        "s = u.spec_from_file_location('app', 'functions/api/app.py'); m = u.module_from_spec(s); "
+        "s.loader.exec_module(m); print((time.perf_counter() - t) * 1000)"
+    )
+    samples = []
+    for _ in range(runs):
+        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+        samples.append(float(out.stdout.strip().splitlines()[-1]))
+    stats = _median_p90(samples)
+    return {"handler import ms (median)": stats["median"], "handler import ms (p90)": stats["p90"], "runs": runs}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _first_200(path: str, method: str = "GET", **request: Any) -> float:
+    port = _free_port()
+    started = time.perf_counter()
+    env = {**os.environ, "PORT": str(port)}
+    env.pop("HEIMDALL_CONFIG", None)
+    process = subprocess.Popen([sys.executable, "-m", "heimdall"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    try:
+        deadline = started + 120
+        while time.perf_counter() < deadline:
+            try:
+                if httpx.request(method, f"http://127.0.0.1:{port}{path}", timeout=60, **request).status_code == 200:
+                    return (time.perf_counter() - started) * 1000
+            except httpx.TransportError:
+                time.sleep(0.01)
+        raise TimeoutError("gateway did not answer")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def make_run(runs: int = 5) -> dict[str, Any]:
+    """`make run` (python -m heimdall) to the first 200 on /health, and to the first transcription."""
+    health = [_first_200("/health") for _ in range(runs)]
+    audio = (AUDIO / "hello.wav").read_bytes()
+    first_transcript = [
+        _first_200(
+            "/v1/audio/transcriptions",
+            "POST",
+            files={"file": ("hello.wav", audio, "audio/wav")},
+            data={"model": "whisper-1"},
+        )
+        for _ in range(3)
+    ]
+    return {
+        "start to first 200 /health ms (median)": _median_p90(health)["median"],
+        "start to first transcription ms (median, incl. model load)": _median_p90(first_transcript)["median"],
+    }
+
+
+def local_engine(runs: int = 3) -> dict[str, Any]:
+    """Real-time factor of the embedded engine on each fixture, warm, through the app in-process."""
+    from fastapi.testclient import TestClient
+
+    from heimdall.api.app import create_app
+    from heimdall.config import GatewayConfig
+
+    client = TestClient(create_app(GatewayConfig()))
+    results: dict[str, Any] = {}
+    for name in ("hello.wav", "fox.flac", "story.ogg"):
+        data = (AUDIO / name).read_bytes()
+        timings = []
+        duration = 0.0
+        for _ in range(runs + 1):  # the first run also loads the model: not counted
+            started = time.perf_counter()
+            response = client.post(
+                "/v1/audio/transcriptions",
+                files={"file": (name, data)},
+                data={"model": "whisper-1", "response_format": "verbose_json"},
+            )
+            timings.append(time.perf_counter() - started)
+            duration = response.json()["duration"]
+        wall = statistics.median(timings[1:])
+        results[f"{name} ({duration:.1f} s audio) wall s"] = round(wall, 3)
+        results[f"{name} real-time factor"] = round(wall / duration, 3)
+    return results
+
+
+class _NullProvider:
+    """Reads the audio in 64 KiB chunks, as a streaming provider adapter does, and returns nothing."""
+
+    name = "local"
+
+    def models(self) -> frozenset[str]:
+        return frozenset({"tiny.en"})
+
+    def capabilities(self, model: str) -> Any:
+        from heimdall.providers.base import Capabilities
+
+        return Capabilities()
+
+    def transcribe(self, model: str, request: Any, audio: Any) -> Any:
+        from heimdall.core.types import Transcript
+
+        source = audio.rewind()
+        while source.read(64 * 1024):
+            pass
+        return Transcript(text="", segments=[])
+
+
+def _wav(seconds: float, rate: int = 16000) -> bytes:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(os.urandom(int(seconds * rate) * 2))
+    return buffer.getvalue()
+
+
+def _peak_added(call: Callable[[], Any]) -> int:
+    gc.collect()
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    base = tracemalloc.get_traced_memory()[0]
+    call()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak - base
+
+
+def memory() -> dict[str, Any]:
+    """Peak Python memory one 4 MB upload adds through the Lambda handler (v2 event, base64 body) and
+    through the ASGI app directly, with a provider that streams the audio out (the engine excluded)."""
+    sys.path.insert(0, str(ROOT))
+    from heimdall.api.app import create_app
+    from heimdall.config import GatewayConfig
+    from heimdall.routing import Router
+    from tests.support import multipart
+    from tests.support.lambda_events import LambdaContext, http_v2_event
+
+    audio = _wav(131)  # 4.19 MB
+    body = multipart.body(multipart.field("model", "whisper-1"), multipart.file_part(audio))
+    app = create_app(GatewayConfig())
+    app.state.router = Router(GatewayConfig(), {"local": _NullProvider()})  # type: ignore[dict-item]
+
+    from mangum import Mangum
+
+    handler = Mangum(app, lifespan="off")
+    event = http_v2_event("POST", "/v1/audio/transcriptions", body=body, content_type=multipart.CONTENT_TYPE)
+    handler(event, LambdaContext())  # warm: imports, route compilation
+    lambda_peak = _peak_added(lambda: handler(event, LambdaContext()))
+
+    from fastapi.testclient import TestClient
+
+    client = TestClient(app)
+    headers = {"content-type": multipart.CONTENT_TYPE}
+    client.post("/v1/audio/transcriptions", content=body, headers=headers)
+    asgi_peak = _peak_added(lambda: client.post("/v1/audio/transcriptions", content=body, headers=headers))
+    size = len(audio)
+    return {
+        "audio MB": round(size / 1e6, 2),
+        "Lambda handler: peak added MB (event excluded)": round(lambda_peak / 1e6, 2),
+        "Lambda handler: peak / audio size": round(lambda_peak / size, 2),
+        "ASGI app: peak added MB (body excluded)": round(asgi_peak / 1e6, 2),
+        "ASGI app: peak / audio size": round(asgi_peak / size, 2),
+        "encoded event MB": round(len(base64.b64encode(body)) / 1e6, 2),
+    }
+
+
+ALL: dict[str, Callable[[], dict[str, Any]]] = {
+    "cold_start": cold_start,
+    "make_run": make_run,
+    "local_engine": local_engine,
+    "memory": memory,
+}
