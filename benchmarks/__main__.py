@@ -1,7 +1,7 @@
 """Run every benchmark and print a table; results also go to .bench/results.json.
 
-    make bench                      # all
-    python -m benchmarks cold_start # one or more by name
+make bench                      # all
+python -m benchmarks cold_start # one or more by name
 """
 
 from __future__ import annotations

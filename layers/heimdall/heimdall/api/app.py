@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from heimdall import __version__
 from heimdall.api.context import RequestContextMiddleware, error_response
 from heimdall.api.routes import add_routes
+from heimdall.api.schemas import component_schemas
 from heimdall.config import GatewayConfig, load_config
 from heimdall.core.errors import HeimdallError, InvalidRequest, error_for_status
 from heimdall.providers.base import Provider
@@ -66,4 +69,13 @@ def create_app(config: GatewayConfig | None = None) -> FastAPI:
 
     app.add_middleware(RequestContextMiddleware)
     add_routes(app)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+            document.setdefault("components", {}).setdefault("schemas", {}).update(component_schemas())
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

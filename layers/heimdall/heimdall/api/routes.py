@@ -11,14 +11,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI, Query, Request, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
 from heimdall.api.context import request_log
-from heimdall.api.form import TranscriptionForm, build_request
+from heimdall.api.form import build_request
 from heimdall.api.multipart import FormLimits, read_multipart
-from heimdall.api.schemas import ERROR_RESPONSES, TranscriptionResponse
+from heimdall.api.schemas import ERROR_RESPONSES, ref
 from heimdall.config import GatewayConfig
 from heimdall.core.errors import InvalidRequest
 from heimdall.core.formats import PLAIN_TEXT_FORMATS, render_json, render_plain, render_verbose_json
@@ -32,6 +32,7 @@ API_VERSION = re.compile(r"^(\d{4}-\d{2}-\d{2}(-preview)?|v1|latest|preview)$")
 @dataclass(frozen=True)
 class TranscriptionRoute:
     path: str
+    operation_id: str
     summary: str
     deployment_in_path: bool = False
 
@@ -39,20 +40,24 @@ class TranscriptionRoute:
 TRANSCRIPTION_ROUTES = (
     TranscriptionRoute(
         "/openai/openai/deployments/{deployment_id:path}/audio/transcriptions",
+        "azureCreateTranscription",
         "Create transcription (Azure OpenAI). The deployment id in the path names the model.",
         deployment_in_path=True,
     ),
-    TranscriptionRoute("/openai/v1/audio/transcriptions", "Create transcription (OpenAI SDK, /v1 base URL)"),
-    TranscriptionRoute("/openai/audio/transcriptions", "Create transcription (OpenAI SDK)"),
-    TranscriptionRoute("/v1/audio/transcriptions", "Create transcription (unified: model is alias or provider/model)"),
+    TranscriptionRoute(
+        "/openai/v1/audio/transcriptions",
+        "openaiV1CreateTranscription",
+        "Create transcription (OpenAI SDK, /v1 base URL)",
+    ),
+    TranscriptionRoute(
+        "/openai/audio/transcriptions", "openaiCreateTranscription", "Create transcription (OpenAI SDK)"
+    ),
+    TranscriptionRoute(
+        "/v1/audio/transcriptions",
+        "createTranscription",
+        "Create transcription (unified: model is alias or provider/model)",
+    ),
 )
-
-
-def _request_body_schema() -> dict[str, Any]:
-    schema = TranscriptionForm.model_json_schema()
-    schema["properties"] = {"file": {"type": "string", "format": "binary"}, **schema["properties"]}
-    schema["required"] = ["file"]
-    return {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
 
 
 def _limits(config: GatewayConfig) -> FormLimits:
@@ -116,6 +121,35 @@ async def transcribe(request: Request, deployment_id: str | None, api_version: s
     return _render(routed, transcription, latency_ms)
 
 
+def _operation(spec: TranscriptionRoute) -> dict[str, Any]:
+    """The route's OpenAPI operation as plain data: cheap at start-up (no pydantic fields are built);
+    the schemas it references are added when /openapi.json is first asked for."""
+    parameters: list[dict[str, Any]] = [
+        {"name": "api-version", "in": "query", "required": False, "schema": {"type": "string"},
+         "description": "Azure API version: 2024-06-01, 2025-04-01-preview, v1, latest or preview."},
+    ]  # fmt: skip
+    if spec.deployment_in_path:
+        parameters.insert(
+            0,
+            {"name": "deployment_id", "in": "path", "required": True, "schema": {"type": "string"},
+             "description": "Azure deployment, configured alias, or provider/model."},
+        )  # fmt: skip
+    return {
+        "parameters": parameters,
+        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": ref("TranscriptionForm")}}},
+        "responses": {
+            "200": {
+                "description": "The transcript: JSON for json/verbose_json, plain text for text/srt/vtt",
+                "content": {
+                    "application/json": {"schema": ref("TranscriptionResponse")},
+                    "text/plain": {"schema": {"type": "string"}},
+                },
+            },
+            **ERROR_RESPONSES,
+        },
+    }
+
+
 def add_routes(app: FastAPI) -> None:
     for spec in TRANSCRIPTION_ROUTES:
         app.add_api_route(
@@ -124,30 +158,35 @@ def add_routes(app: FastAPI) -> None:
             methods=["POST"],
             summary=spec.summary,
             tags=["Audio"],
-            response_model=TranscriptionResponse,
-            responses={
-                200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
-                **ERROR_RESPONSES,
-            },
-            openapi_extra={"requestBody": _request_body_schema()},
+            response_model=None,
+            operation_id=spec.operation_id,
+            openapi_extra=_operation(spec),
         )
-    app.add_api_route("/health", health, methods=["GET"], tags=["Health"], summary="Liveness and configured providers")
+    app.add_api_route(
+        "/health",
+        health,
+        methods=["GET"],
+        tags=["Health"],
+        summary="Liveness and configured providers",
+        response_model=None,
+        operation_id="health",
+    )
 
 
 def _endpoint(spec: TranscriptionRoute) -> Any:
+    # Path and query are read from the request rather than declared as FastAPI parameters: declared
+    # parameters cost pydantic field construction at every cold start, and add nothing to the docs
+    # that _operation does not already say.
     if spec.deployment_in_path:
 
-        async def deployment_endpoint(
-            request: Request,
-            deployment_id: str,
-            api_version: str | None = Query(None, alias="api-version"),
-        ) -> Response:
-            return await transcribe(request, deployment_id, api_version)
+        async def deployment_endpoint(request: Request) -> Response:
+            deployment_id: str = request.path_params["deployment_id"]
+            return await transcribe(request, deployment_id, request.query_params.get("api-version"))
 
         return deployment_endpoint
 
-    async def model_endpoint(request: Request, api_version: str | None = Query(None, alias="api-version")) -> Response:
-        return await transcribe(request, None, api_version)
+    async def model_endpoint(request: Request) -> Response:
+        return await transcribe(request, None, request.query_params.get("api-version"))
 
     return model_endpoint
 

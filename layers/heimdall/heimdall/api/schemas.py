@@ -75,6 +75,29 @@ _ERRORS = {
     504: "The provider timed out",
 }
 
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorEnvelope, "description": description} for status, description in _ERRORS.items()
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+ERROR_RESPONSES: dict[str, dict[str, Any]] = {
+    str(status): {"description": description, "content": {"application/json": {"schema": ref("ErrorEnvelope")}}}
+    for status, description in _ERRORS.items()
 }
+
+
+def component_schemas() -> dict[str, Any]:
+    """The schemas the operations reference, generated on the first /openapi.json request."""
+    from pydantic.json_schema import models_json_schema
+
+    from heimdall.api.form import TranscriptionForm
+
+    _, document = models_json_schema(
+        [(TranscriptionForm, "validation"), (TranscriptionResponse, "serialization"), (ErrorEnvelope, "serialization")],
+        ref_template="#/components/schemas/{model}",
+    )
+    schemas: dict[str, Any] = document["$defs"]
+    form = schemas["TranscriptionForm"]
+    form["properties"] = {"file": {"type": "string", "format": "binary"}, **form["properties"]}
+    form["required"] = ["file"]
+    return schemas
