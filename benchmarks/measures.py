@@ -179,9 +179,9 @@ def memory() -> dict[str, Any]:
     app = create_app(GatewayConfig())
     app.state.router = Router(GatewayConfig(), {"local": _NullProvider()})  # type: ignore[dict-item]
 
-    from mangum import Mangum
+    from heimdall.api.lambda_adapter import lambda_handler
 
-    handler = Mangum(app, lifespan="off")
+    handler = lambda_handler(app)
     event = http_v2_event("POST", "/v1/audio/transcriptions", body=body, content_type=multipart.CONTENT_TYPE)
     handler(event, LambdaContext())  # warm: imports, route compilation
     lambda_peak = _peak_added(lambda: handler(event, LambdaContext()))

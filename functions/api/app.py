@@ -3,10 +3,8 @@
 Built once per execution environment (cold start), reused by every invocation after.
 """
 
-from mangum import Mangum
-
 from heimdall.api.app import create_app
+from heimdall.api.lambda_adapter import lambda_handler
 from heimdall.observability import logger
 
-# lifespan off: the app has no startup work, and Mangum would otherwise run it on every cold start.
-handler = logger.inject_lambda_context(Mangum(create_app(), lifespan="off"), clear_state=True)
+handler = logger.inject_lambda_context(lambda_handler(create_app()), clear_state=True)

@@ -118,8 +118,10 @@ class _FormBuilder:
         self.part.file = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
-        chunk = data[start:end]
+        chunk = memoryview(data)[start:end]  # a view: Lambda hands over the whole body as one chunk
         if self.part.file is not None:
+            if self.part.size + len(chunk) > SPOOL_BYTES:
+                self.part.file.rollover()  # type: ignore[attr-defined]  # to disk before the write, not after (which copies it twice)
             self.part.file.write(chunk)
             self.part.size += len(chunk)
             return
