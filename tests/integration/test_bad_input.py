@@ -30,6 +30,7 @@ class Case:
     param: str | None = None
     code: str | None = None
     engine: bool = False  # needs the audio decoded to fail
+    message: str | None = None  # a phrase the message must contain
 
 
 def _with(*fields: bytes, audio: bytes = WAV) -> bytes:
@@ -65,7 +66,7 @@ CASES: dict[str, Case] = {
     ),
     "language not iso 639-1": Case(400, _with(mp.field("language", "english")), param="language"),
     "language the english-only engine lacks": Case(
-        400, _with(mp.field("language", "fr")), param="language", code="unsupported_language"
+        400, _with(mp.field("language", "fr")), param="language", code="unsupported_language", message="English-only"
     ),
     "stream not a boolean": Case(400, _with(mp.field("stream", "maybe")), param="stream"),
     "stream=true before streaming exists": Case(400, _with(mp.field("stream", "true")), param="stream"),
@@ -127,6 +128,8 @@ def _check_envelope(reply: Reply, case: Case) -> None:
         assert envelope["error"]["param"] == case.param
     if case.code is not None:
         assert envelope["error"]["code"] == case.code
+    if case.message is not None:
+        assert case.message in envelope["error"]["message"]
     if case.status == 405:
         assert reply.headers["allow"]
 

@@ -148,9 +148,9 @@ class Router:
                 provider=target.provider,
             )
         if request.language and caps.languages is not None and request.language not in caps.languages:
+            known = "English-only" if caps.languages == {"en"} else f"it knows {', '.join(sorted(caps.languages))}"
             return InvalidRequest(
-                f"{target} cannot transcribe language '{request.language}' "
-                f"(it knows: {', '.join(sorted(caps.languages))}).",
+                f"{target} cannot transcribe language '{request.language}' ({known}).",
                 param="language",
                 code="unsupported_language",
                 provider=target.provider,
