@@ -134,7 +134,7 @@ class _NullProvider:
 
         return Capabilities()
 
-    def transcribe(self, model: str, request: Any, audio: Any) -> Any:
+    def transcribe(self, model: str, request: Any, audio: Any, call: Any) -> Any:
         from heimdall.core.types import Transcript
 
         source = audio.rewind()

@@ -34,7 +34,7 @@ class RecordingProvider:
     def capabilities(self, model: str) -> Capabilities:
         return Capabilities()
 
-    def transcribe(self, model: str, request: TranscriptionRequest, audio: AudioInput) -> Transcript:
+    def transcribe(self, model: str, request: TranscriptionRequest, audio: AudioInput, call: Any) -> Transcript:
         digest = hashlib.sha256()
         source = audio.rewind()
         while chunk := source.read(65536):

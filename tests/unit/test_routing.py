@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -27,7 +28,7 @@ class ScriptedProvider:
     def capabilities(self, model: str) -> Capabilities:
         return Capabilities(formats=self.formats)
 
-    def transcribe(self, model: str, request: TranscriptionRequest, audio: AudioInput) -> Transcript:
+    def transcribe(self, model: str, request: TranscriptionRequest, audio: AudioInput, call: Any) -> Transcript:
         self.calls.append(model)
         if isinstance(self.outcome, HeimdallError):
             raise self.outcome

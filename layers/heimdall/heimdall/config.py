@@ -65,6 +65,8 @@ class ClientConfig(_Strict):
     model_config = ConfigDict(extra="allow", frozen=True)
     enforce_auth_on_inference: bool = False
     max_request_body_size_mb: float = Field(default=25, gt=0)
+    #: One request's whole time across retries and fallbacks (in Lambda, also the function's own deadline).
+    request_budget_seconds: float = Field(default=300, gt=0)
 
 
 class GatewayConfig(_Strict):

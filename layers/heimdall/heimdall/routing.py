@@ -9,15 +9,17 @@ primary target's error, with every try listed in ``extra_fields.attempts``.
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from heimdall.config import PROVIDER_NAMES, GatewayConfig
-from heimdall.core.errors import HeimdallError, InvalidRequest, NotFound
+from heimdall.config import PROVIDER_NAMES, GatewayConfig, NetworkConfig
+from heimdall.core.errors import HeimdallError, InvalidRequest, NotFound, PayloadTooLarge, ProviderTimeout
 from heimdall.core.types import AudioInput, Transcript, TranscriptionRequest
-from heimdall.providers.base import Provider
+from heimdall.providers.base import Provider, requested_fields
 from heimdall.providers.local import MODEL as LOCAL_MODEL
+from heimdall.providers.upstream import Call
 
 
 @dataclass(frozen=True)
@@ -58,11 +60,6 @@ def parse_target(text: str) -> Target | None:
     if not sep or provider not in PROVIDER_NAMES or not model.strip():
         return None
     return Target(provider, model)
-
-
-def _is_client_mistake(err: HeimdallError) -> bool:
-    """Errors no other target would fix: the client's own input was wrong."""
-    return err.is_bifrost_error and 400 <= err.status_code < 500 and err.status_code not in (408, 409, 429)
 
 
 class Router:
@@ -124,8 +121,26 @@ class Router:
                 provider=target.provider,
             )
 
-    def _capability_error(self, target: Target, request: TranscriptionRequest) -> HeimdallError | None:
+    def _capability_error(
+        self, target: Target, request: TranscriptionRequest, audio: AudioInput
+    ) -> HeimdallError | None:
         caps = self.providers[target.provider].capabilities(target.model)
+        unsupported = sorted(requested_fields(request) & caps.unsupported_fields)
+        if unsupported:
+            return InvalidRequest(
+                f"{target} cannot take '{unsupported[0]}'; leave it out or add a fallback that can.",
+                param=unsupported[0],
+                code="unsupported_parameter",
+                provider=target.provider,
+            )
+        if caps.max_file_bytes is not None and audio.size > caps.max_file_bytes:
+            return PayloadTooLarge(
+                f"{target} takes files up to {caps.max_file_bytes // (1024 * 1024)} MB; this one is "
+                f"{audio.size / (1024 * 1024):.1f} MB.",
+                param="file",
+                code="file_too_large_for_provider",
+                provider=target.provider,
+            )
         if request.response_format not in caps.formats:
             return InvalidRequest(
                 f"{target} cannot produce response_format '{request.response_format}'.",
@@ -157,26 +172,83 @@ class Router:
             )
         return None
 
-    def transcribe(self, request: TranscriptionRequest, audio: AudioInput) -> RoutedTranscript:
+    def transcribe(
+        self, request: TranscriptionRequest, audio: AudioInput, deadline: float | None = None
+    ) -> RoutedTranscript:
+        """Try the targets in order until one succeeds; ``deadline`` is a ``time.monotonic()`` instant."""
+        if deadline is None:
+            deadline = time.monotonic() + self.config.client_config.request_budget_seconds
         targets = self.resolve_targets(request.model, request.fallbacks)
         attempts: list[Attempt] = []
         primary_error: HeimdallError | None = None
         for index, target in enumerate(targets):
-            error = self._capability_error(target, request)
-            started = time.perf_counter()
+            error = self._capability_error(target, request, audio)
             if error is None:
-                try:
-                    transcript = self.providers[target.provider].transcribe(target.model, request, audio)
+                transcript, error = self._try_target(target, request, audio, deadline, attempts)
+                if transcript is not None:
                     return RoutedTranscript(transcript, target, index, attempts)
-                except HeimdallError as exc:
-                    if _is_client_mistake(exc):
-                        raise
-                    error = exc
-            attempts.append(Attempt(target.provider, target.model, error.status_code, _elapsed_ms(started)))
+                assert error is not None
+                if error.client_fault:
+                    error.extra["attempts"] = [a.as_dict() for a in attempts]
+                    raise error
+            else:
+                attempts.append(Attempt(target.provider, target.model, error.status_code, 0))
             primary_error = primary_error or error
         assert primary_error is not None  # targets is never empty
         primary_error.extra["attempts"] = [a.as_dict() for a in attempts]
         raise primary_error
+
+    def _try_target(
+        self,
+        target: Target,
+        request: TranscriptionRequest,
+        audio: AudioInput,
+        deadline: float,
+        attempts: list[Attempt],
+    ) -> tuple[Transcript | None, HeimdallError | None]:
+        """One target, retried per its network_config: 1 + max_retries calls at most."""
+        network = self._network(target.provider)
+        provider = self.providers[target.provider]
+        for retry in range(network.max_retries + 1):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0.05:
+                return None, ProviderTimeout(
+                    "The request's time budget ran out before the provider could answer.",
+                    code="budget_exhausted",
+                    provider=target.provider,
+                )
+            call = Call(timeout=min(network.default_request_timeout_in_seconds, remaining))
+            started = time.perf_counter()
+            try:
+                return provider.transcribe(target.model, request, audio, call), None
+            except HeimdallError as exc:
+                error = exc
+            attempts.append(Attempt(target.provider, target.model, error.status_code, _elapsed_ms(started)))
+            if error.client_fault or not error.retryable or retry == network.max_retries:
+                return None, error
+            wait = _backoff(network, retry)
+            retry_after = getattr(error, "retry_after", None)
+            if retry_after is not None:
+                if retry_after * 1000 > network.retry_backoff_max:
+                    return None, error  # the provider asks for longer than we wait: fall back or relay it
+                wait = max(wait, retry_after)
+            if time.monotonic() + wait >= deadline:
+                return None, error
+            time.sleep(wait)
+        return None, error
+
+    def _network(self, provider: str) -> NetworkConfig:
+        if provider in self.config.providers:
+            return self.config.providers[provider].network_config
+        return NetworkConfig(
+            max_retries=0, default_request_timeout_in_seconds=self.config.client_config.request_budget_seconds
+        )
+
+
+def _backoff(network: NetworkConfig, retry: int) -> float:
+    """Exponential backoff with jitter, in seconds: half fixed, half random, capped."""
+    ceiling: float = min(network.retry_backoff_initial * (2**retry), network.retry_backoff_max) / 1000
+    return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not security
 
 
 def _elapsed_ms(started: float) -> int:

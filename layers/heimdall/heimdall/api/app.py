@@ -17,24 +17,8 @@ from heimdall.api.routes import add_routes
 from heimdall.api.schemas import component_schemas
 from heimdall.config import GatewayConfig, load_config
 from heimdall.core.errors import HeimdallError, InvalidRequest, error_for_status
-from heimdall.providers.base import Provider
-from heimdall.providers.local import LocalEngineOptions, LocalProvider
+from heimdall.providers.registry import build_providers
 from heimdall.routing import Router
-
-
-def build_providers(config: GatewayConfig) -> dict[str, Provider]:
-    providers: dict[str, Provider] = {}
-    if config.local.enabled:
-        local = config.local
-        providers["local"] = LocalProvider(
-            LocalEngineOptions(
-                cpu_threads=local.cpu_threads,
-                compute_type=local.compute_type,
-                vad_filter=local.vad_filter,
-                beam_size=local.beam_size,
-            )
-        )
-    return providers
 
 
 def create_app(config: GatewayConfig | None = None) -> FastAPI:

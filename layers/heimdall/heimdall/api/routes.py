@@ -87,6 +87,18 @@ def _render(routed: RoutedTranscript, request: TranscriptionRequest, latency_ms:
     return JSONResponse(payload)
 
 
+def _deadline(request: Request) -> float:
+    """When this request must be answered: the configured budget, and in Lambda the function's own
+    remaining time less a second to send the answer."""
+    config: GatewayConfig = request.app.state.config
+    deadline = time.monotonic() + config.client_config.request_budget_seconds
+    context = request.scope.get("aws.context")
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if callable(remaining):
+        deadline = min(deadline, time.monotonic() + remaining() / 1000 - 1.0)
+    return deadline
+
+
 async def transcribe(request: Request, deployment_id: str | None, api_version: str | None) -> Response:
     if api_version is not None and not API_VERSION.match(api_version):
         raise InvalidRequest(
@@ -109,7 +121,7 @@ async def transcribe(request: Request, deployment_id: str | None, api_version: s
         if form.audio.size == 0:
             raise InvalidRequest("The uploaded file is empty.", param="file", code="empty_file")
         started = time.perf_counter()
-        routed = await run_in_threadpool(router.transcribe, transcription, form.audio)
+        routed = await run_in_threadpool(router.transcribe, transcription, form.audio, _deadline(request))
         latency_ms = round((time.perf_counter() - started) * 1000)
     finally:
         form.close()

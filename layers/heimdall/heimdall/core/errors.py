@@ -7,6 +7,7 @@ a provider's error; the name comes from the reference and clients check it.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 
@@ -14,6 +15,8 @@ class HeimdallError(Exception):
     status_code: ClassVar[int] = 500
     error_type: ClassVar[str] = "server_error"
     default_code: ClassVar[str] = "internal_error"
+    #: Trying the same target again may succeed (timeouts, resets, 429, 5xx).
+    retryable: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -25,6 +28,7 @@ class HeimdallError(Exception):
         is_bifrost_error: bool = True,
         headers: dict[str, str] | None = None,
         extra: dict[str, Any] | None = None,
+        client_fault: bool | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -34,6 +38,12 @@ class HeimdallError(Exception):
         self.is_bifrost_error = is_bifrost_error
         self.headers = headers or {}
         self.extra = extra or {}
+        # A mistake in the client's own input: no other target would do better, so no fallback.
+        self.client_fault = (
+            (400 <= self.status_code < 500 and self.status_code not in _PROVIDER_SIDE_4XX)
+            if (client_fault is None)
+            else client_fault
+        )
 
     def envelope(self, *, event_id: str, model_requested: str | None) -> dict[str, Any]:
         extra_fields: dict[str, Any] = {"request_type": "transcription"}
@@ -56,6 +66,9 @@ class HeimdallError(Exception):
             },
             "extra_fields": extra_fields,
         }
+
+
+_PROVIDER_SIDE_4XX = frozenset({401, 403, 404, 408, 409, 429})
 
 
 class InvalidRequest(HeimdallError):
@@ -104,12 +117,20 @@ class RateLimited(HeimdallError):
     status_code = 429
     error_type = "rate_limit_error"
     default_code = "rate_limit_exceeded"
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+        if retry_after is not None:
+            self.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
 
 
 class ProviderFailed(HeimdallError):
     status_code = 502
     error_type = "provider_error"
     default_code = "provider_error"
+    retryable = True
 
 
 class EngineUnavailable(HeimdallError):
@@ -122,6 +143,7 @@ class ProviderTimeout(HeimdallError):
     status_code = 504
     error_type = "timeout_error"
     default_code = "provider_timeout"
+    retryable = True
 
 
 _BY_STATUS: dict[int, type[HeimdallError]] = {
@@ -146,8 +168,6 @@ def error_for_status(status: int, message: str, **kwargs: Any) -> HeimdallError:
     """The typed error for an HTTP status Heimdall did not raise itself (routing's 404/405...)."""
     cls = _BY_STATUS.get(status)
     if cls is None:
-        cls = InvalidRequest if 400 <= status < 500 else HeimdallError
-    err = cls(message, **kwargs)
-    if cls.status_code != status:
-        err.status_code = status  # type: ignore[misc]
-    return err
+        base = InvalidRequest if 400 <= status < 500 else HeimdallError
+        cls = type(f"HTTP{status}Error", (base,), {"status_code": status})
+    return cls(message, **kwargs)

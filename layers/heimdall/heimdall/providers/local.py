@@ -25,6 +25,7 @@ from heimdall.core.types import (
     Word,
 )
 from heimdall.providers.base import Capabilities
+from heimdall.providers.upstream import Call
 
 MODEL = "tiny.en"
 ENGLISH_ONLY = frozenset({"en"})
@@ -82,7 +83,7 @@ class LocalProvider:
                 )
             return self._model
 
-    def transcribe(self, model: str, request: TranscriptionRequest, audio: AudioInput) -> Transcript:
+    def transcribe(self, model: str, request: TranscriptionRequest, audio: AudioInput, call: Call) -> Transcript:
         if request.language not in (None, *ENGLISH_ONLY):
             raise InvalidRequest(
                 f"The local engine's model {MODEL} is English-only; language "

@@ -1,0 +1,116 @@
+"""Mistral (Voxtral): ``POST https://api.mistral.ai/v1/audio/transcriptions``, Bearer, multipart.
+
+Follows Mistral's API reference "Create Transcription" (``/v1/audio/transcriptions``, 2025-2026).
+Fields: ``model``, ``file``, ``language``, ``temperature``, ``timestamp_granularities`` (``segment``,
+``word``). The answer is ``{model, text, language, segments: [{text, start, end}], usage:
+{prompt_audio_seconds, prompt_tokens, completion_tokens, total_tokens}}``; Heimdall renders srt, vtt
+and verbose_json from the segments. There is no ``prompt``: asking for one is refused (or a fallback
+serves it) rather than silently dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from heimdall.config import ProviderConfig
+from heimdall.core.errors import ProviderFailed
+from heimdall.core.languages import language_name
+from heimdall.core.types import AudioInput, Segment, Transcript, TranscriptionRequest, Usage, Word
+from heimdall.providers.base import Capabilities
+from heimdall.providers.openai_compatible import SEGMENT_FORMATS, multipart
+from heimdall.providers.upstream import Call, Upstream, choose_key, openai_error_message
+
+MAX_FILE_BYTES = 1024 * 1024 * 1024
+
+
+def mistral_error_message(body: Any) -> str | None:
+    """``{"object": "error", "message": ...}``, or FastAPI-style ``{"detail": ...}`` from its gateway."""
+    if isinstance(body, dict):
+        if isinstance(body.get("detail"), str):
+            return str(body["detail"])
+        if isinstance(body.get("detail"), list) and body["detail"]:
+            return str(body["detail"][0].get("msg"))
+    return openai_error_message(body)
+
+
+class MistralProvider:
+    name = "mistral"
+
+    def __init__(self, config: ProviderConfig) -> None:
+        self.config = config
+        secrets = [k.value.get_secret_value() for k in config.keys]
+        self.upstream = Upstream(self.name, config.network_config, "https://api.mistral.ai", secrets)
+
+    def models(self) -> frozenset[str] | None:
+        return None
+
+    def capabilities(self, model: str) -> Capabilities:
+        return Capabilities(
+            max_file_bytes=MAX_FILE_BYTES, unsupported_fields=frozenset({"prompt", "chunking_strategy", "include[]"})
+        )
+
+    def transcribe(self, model: str, request: TranscriptionRequest, audio: AudioInput, call: Call) -> Transcript:
+        key = choose_key(self.name, self.config.keys, model)
+        fields: list[tuple[str, str]] = [("model", model)]
+        if request.language:
+            fields.append(("language", request.language))
+        if request.temperature is not None:
+            fields.append(("temperature", repr(request.temperature)))
+        granularities = {str(g) for g in request.timestamp_granularities}
+        if request.response_format in SEGMENT_FORMATS:
+            granularities.add("segment")
+        fields += [("timestamp_granularities", g) for g in sorted(granularities)]
+        body = multipart(fields, audio)
+        response = self.upstream.post(
+            self.upstream.base_url + "/v1/audio/transcriptions",
+            call=call,
+            headers={
+                "Authorization": f"Bearer {key.value.get_secret_value()}",
+                "Content-Type": body.content_type,
+                "Accept": "application/json",
+            },
+            data=body,
+            message_of=mistral_error_message,
+        )
+        return self.from_wire(self.upstream.json(response))
+
+    def from_wire(self, body: Any) -> Transcript:
+        if not isinstance(body, dict) or not isinstance(body.get("text"), str):
+            raise ProviderFailed(
+                "mistral returned JSON without a transcript text.",
+                code="invalid_provider_response",
+                provider=self.name,
+                is_bifrost_error=False,
+            )
+        segments = None
+        if isinstance(body.get("segments"), list):
+            segments = [
+                Segment(id=i, start=float(s["start"]), end=float(s["end"]), text=str(s["text"]))
+                for i, s in enumerate(body["segments"])
+            ]
+        words = None
+        if isinstance(body.get("words"), list):
+            words = [
+                Word(word=str(w.get("word", w.get("text", ""))).strip(), start=float(w["start"]), end=float(w["end"]))
+                for w in body["words"]
+            ]
+        usage = None
+        raw_usage = body.get("usage")
+        if isinstance(raw_usage, dict):
+            usage = Usage(
+                type="tokens",
+                input_tokens=raw_usage.get("prompt_tokens"),
+                output_tokens=raw_usage.get("completion_tokens"),
+                total_tokens=raw_usage.get("total_tokens"),
+                seconds=raw_usage.get("prompt_audio_seconds"),
+            )
+        duration = segments[-1].end if segments else None
+        language = body.get("language")
+        return Transcript(
+            text=body["text"],
+            language=language_name(language) if isinstance(language, str) else None,
+            duration=duration,
+            segments=segments,
+            words=words,
+            usage=usage,
+        )

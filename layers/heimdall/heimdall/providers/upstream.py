@@ -1,0 +1,182 @@
+"""What every HTTP provider shares: the session, key choice, timeouts, and error mapping.
+
+One ``requests.Session`` per provider, created on first use and reused across requests (and across
+invocations of a warm Lambda). Failures map as DESIGN §4 says: timeout → 504; connection reset,
+HTML page, truncated or unparseable body → 502; upstream 429 → 429 with ``Retry-After``; upstream 5xx
+→ 502; the provider's own JSON message is relayed (``is_bifrost_error: false``), never raw HTML and
+never a key, even when the provider echoes one.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from heimdall.config import KeyConfig, NetworkConfig
+from heimdall.core.errors import (
+    HeimdallError,
+    InvalidRequest,
+    NotFound,
+    ProviderFailed,
+    ProviderTimeout,
+    RateLimited,
+)
+
+if TYPE_CHECKING:
+    import requests
+
+MessageOf = Callable[[Any], str | None]
+_REDACTED = "[redacted]"
+_MAX_MESSAGE = 1000
+
+
+@dataclass(frozen=True)
+class Call:
+    """Per-attempt facts the router hands a provider: how long it may take."""
+
+    timeout: float
+
+
+def choose_key(name: str, keys: list[KeyConfig], model: str) -> KeyConfig:
+    """Weighted random choice among the keys whose ``models`` allow ``model`` (empty = all)."""
+    allowed = [k for k in keys if (not k.models or model in k.models) and k.weight > 0]
+    if not allowed:
+        raise NotFound(f"No {name} key is configured for model '{model}'.", code="no_key_for_model", provider=name)
+    return random.choices(allowed, weights=[k.weight for k in allowed])[0]  # noqa: S311 - load spreading
+
+
+class Redactor:
+    """Removes every configured secret from text that may reach a client or a log."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        values = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+        self._pattern = re.compile("|".join(re.escape(v) for v in values)) if values else None
+
+    def __call__(self, text: str) -> str:
+        return self._pattern.sub(_REDACTED, text) if self._pattern else text
+
+
+class Upstream:
+    def __init__(self, provider: str, network: NetworkConfig, default_base_url: str, secrets: Iterable[str]) -> None:
+        self.provider = provider
+        self.network = network
+        self.base_url = (network.base_url or default_base_url).rstrip("/")
+        self.redact = Redactor(secrets)
+        self._session: requests.Session | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def session(self) -> requests.Session:
+        with self._lock:
+            if self._session is None:
+                import requests
+
+                self._session = requests.Session()
+            return self._session
+
+    def post(
+        self,
+        url: str,
+        *,
+        call: Call,
+        headers: Mapping[str, str],
+        message_of: MessageOf,
+        params: Mapping[str, str] | None = None,
+        data: Any = None,
+    ) -> requests.Response:
+        """POST and return a 2xx response, or raise the mapped error."""
+        import requests
+
+        try:
+            response = self.session.post(
+                url, params=params, data=data, headers=dict(headers), timeout=(min(call.timeout, 10.0), call.timeout)
+            )
+        except requests.Timeout:
+            raise ProviderTimeout(
+                f"{self.provider} did not answer within {call.timeout:.1f} s.", provider=self.provider
+            ) from None
+        except requests.RequestException as exc:
+            raise ProviderFailed(
+                f"{self.provider} could not be reached or dropped the connection ({type(exc).__name__}).",
+                code="provider_unreachable",
+                provider=self.provider,
+            ) from None
+        if response.status_code >= 400:
+            raise self.error_from(response, message_of)
+        return response
+
+    def error_from(self, response: requests.Response, message_of: MessageOf) -> HeimdallError:
+        status = response.status_code
+        message = self._message(response, message_of)
+        common: dict[str, Any] = {"provider": self.provider, "is_bifrost_error": False}
+        if status == 429:
+            return RateLimited(message, retry_after=_retry_after(response.headers), **common)
+        if status in (401, 403):
+            return ProviderFailed(
+                f"{self.provider} rejected the gateway's credentials: {message}", code="provider_auth_failed", **common
+            )
+        if status == 404:
+            return NotFound(message, code="upstream_not_found", **common)
+        if status in (408, 409):
+            return ProviderFailed(message, code=f"upstream_{status}", **common)
+        if 400 <= status < 500:
+            return InvalidRequest(message, code="upstream_rejected", client_fault=True, **common)
+        return ProviderFailed(message, code=f"upstream_{status}", **common)
+
+    def _message(self, response: requests.Response, message_of: MessageOf) -> str:
+        status = response.status_code
+        try:
+            extracted = message_of(response.json())
+        except (ValueError, AttributeError, TypeError, KeyError, IndexError):
+            extracted = None  # HTML error pages and truncated bodies are never relayed
+        text = extracted or f"{self.provider} answered HTTP {status} without a readable error message."
+        return self.redact(str(text))[:_MAX_MESSAGE]
+
+    def json(self, response: requests.Response) -> Any:
+        """The body as JSON, or a 502 for a truncated, HTML or otherwise unparseable body."""
+        import requests
+
+        try:
+            return response.json()
+        except (ValueError, requests.RequestException):
+            raise ProviderFailed(
+                f"{self.provider} returned a body that is not valid JSON "
+                f"({response.headers.get('content-type', 'no content type')}).",
+                code="invalid_provider_response",
+                provider=self.provider,
+                is_bifrost_error=False,
+            ) from None
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait: Azure's ``retry-after-ms`` first, then ``Retry-After`` in seconds."""
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value:
+            try:
+                return max(0.0, float(value) / scale)
+            except ValueError:
+                continue  # an HTTP date: treat as unknown
+    return None
+
+
+def openai_error_message(body: Any) -> str | None:
+    """``{"error": {"message": ...}}`` (OpenAI, Azure, Groq, Gemini) or a bare ``{"message": ...}``."""
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return str(error["message"])
+        if isinstance(error, str):
+            return error
+        if isinstance(body.get("message"), str):
+            return str(body["message"])
+    return None
+
+
+def json_text(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
