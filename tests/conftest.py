@@ -13,6 +13,7 @@ from heimdall.config import GatewayConfig
 from heimdall.observability import logger as heimdall_logger
 from tests.support.lambda_events import LambdaContext, load_api_handler
 from tests.support.servers import serve, wait_until
+from tests.support.upstreams import Upstreams, running_upstreams
 
 # Tests never read a developer's own config, and never reach AWS.
 os.environ.pop("HEIMDALL_CONFIG", None)
@@ -68,3 +69,23 @@ def logs() -> Iterator[LogCapture]:
         yield capture
     finally:
         target.removeHandler(capture)
+
+
+@pytest.fixture(scope="session")
+def upstreams() -> Iterator[Upstreams]:
+    with running_upstreams() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def provider_gateway(upstreams: Upstreams) -> Iterator[str]:
+    """A gateway configured with every provider, each pointed at its fake upstream."""
+    with serve(create_app(upstreams.config())) as url:
+        yield url
+
+
+@pytest.fixture
+def fakes(upstreams: Upstreams) -> Iterator[Upstreams]:
+    upstreams.reset()
+    yield upstreams
+    upstreams.reset()

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from heimdall.config import ProviderConfig
-from heimdall.core.errors import ProviderFailed
+from heimdall.core.errors import InvalidRequest, ProviderFailed
 from heimdall.core.languages import LANGUAGE_NAMES
 from heimdall.core.types import AudioInput, InputTokenDetails, ResponseFormat, Transcript, TranscriptionRequest, Usage
 from heimdall.providers.base import Capabilities
@@ -83,13 +83,23 @@ class GeminiProvider:
         mime_type = audio.content_type
         if mime_type == "application/octet-stream":  # the client named none: go by its filename
             mime_type = mimetypes.guess_type(audio.filename)[0] or mime_type
-        response = self.upstream.post(
-            f"{self.upstream.base_url}/v1beta/models/{model}:generateContent",
-            call=call,
-            headers={"x-goog-api-key": key.value.get_secret_value(), "Content-Type": "application/json"},
-            data=streamed_body(request, audio, mime_type),
-            message_of=openai_error_message,
-        )
+        try:
+            response = self.upstream.post(
+                f"{self.upstream.base_url}/v1beta/models/{model}:generateContent",
+                call=call,
+                headers={"x-goog-api-key": key.value.get_secret_value(), "Content-Type": "application/json"},
+                data=streamed_body(request, audio, mime_type),
+                message_of=openai_error_message,
+            )
+        except InvalidRequest as exc:
+            if "API key" in exc.message:  # Google answers a bad key with 400 INVALID_ARGUMENT: not the client's fault
+                raise ProviderFailed(
+                    f"gemini rejected the gateway's credentials: {exc.message}",
+                    code="provider_auth_failed",
+                    provider=self.name,
+                    is_bifrost_error=False,
+                ) from None
+            raise
         return self.from_wire(self.upstream.json(response))
 
     def from_wire(self, body: Any) -> Transcript:

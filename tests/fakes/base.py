@@ -1,0 +1,170 @@
+"""A fake upstream provider: a real HTTP server on 127.0.0.1 (uvicorn) that checks the wire
+contract as strictly as the real service, answers with realistic bodies, records every request,
+and injects faults on demand."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
+
+SPOKEN = "The quick brown fox jumps over the lazy dog. A second sentence follows after a short pause."
+WORDS = [
+    ("The", 0.0, 0.3), ("quick", 0.3, 0.62), ("brown", 0.62, 0.98), ("fox", 0.98, 1.4), ("jumps", 1.4, 1.78),
+    ("over", 1.78, 2.14), ("the", 2.14, 2.42), ("lazy", 2.42, 2.68), ("dog.", 2.68, 3.46), ("A", 4.3, 4.4),
+    ("second", 4.4, 4.8), ("sentence", 4.8, 5.3), ("follows", 5.3, 5.7), ("after", 5.7, 6.0), ("a", 6.0, 6.1),
+    ("short", 6.1, 6.4), ("pause.", 6.4, 7.0),
+]  # fmt: skip
+DURATION = 7.1
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    fields: list[tuple[str, str]] = field(default_factory=list)
+    file: dict[str, Any] | None = None
+    json: Any = None
+
+    def field(self, name: str) -> str | None:
+        values = [v for k, v in self.fields if k == name]
+        return values[0] if values else None
+
+    def all(self, name: str) -> list[str]:
+        return [v for k, v in self.fields if k == name]
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str  # status | timeout | reset | truncated | html
+    status: int = 500
+    headers: dict[str, str] = field(default_factory=dict)
+    body: Any = None
+    seconds: float = 5.0
+
+
+class Rejection(Exception):  # noqa: N818 - a response, raised to end the handler early
+    def __init__(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        self.response = JSONResponse(body, status_code=status, headers=headers)
+
+
+class FakeUpstream:
+    """Subclasses implement ``check`` (raise Rejection with the provider's real error body) and
+    ``answer`` (the provider's success body)."""
+
+    name = "fake"
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.requests: list[Recorded] = []
+        self.faults: deque[Fault] = deque()
+        self.always: Fault | None = None
+        self.echo_key_in_errors = False
+
+    def fail_next(self, *faults: Fault) -> None:
+        self.faults.extend(faults)
+
+    def reset(self) -> None:
+        self.requests.clear()
+        self.faults.clear()
+        self.always = None
+
+    # -- the ASGI app -------------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        request = Request(scope, receive)
+        recorded = await self.record(request)
+        self.requests.append(recorded)
+        fault = self.faults.popleft() if self.faults else self.always
+        if fault is not None:
+            await self.apply(fault, scope, receive, send)
+            return
+        try:
+            self.check(recorded)
+            response: Response = self.answer(recorded)
+        except Rejection as rejection:
+            response = rejection.response
+        await response(scope, receive, send)
+
+    async def record(self, request: Request) -> Recorded:
+        recorded = Recorded(
+            request.method,
+            request.url.path,
+            dict(request.query_params),
+            {k.lower(): v for k, v in request.headers.items()},
+        )
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith("multipart/form-data"):
+            form = await request.form(max_files=10, max_fields=100)
+            for name, value in form.multi_items():
+                if isinstance(value, UploadFile):
+                    data = await value.read()
+                    recorded.file = {
+                        "field": name,
+                        "filename": value.filename,
+                        "content_type": value.content_type,
+                        "sha256": hashlib.sha256(data).hexdigest(),
+                        "size": len(data),
+                    }
+                else:
+                    recorded.fields.append((name, value))
+        else:
+            body = await request.body()
+            if content_type.startswith("application/json"):
+                recorded.json = json.loads(body)
+            else:
+                recorded.file = {
+                    "content_type": content_type,
+                    "sha256": hashlib.sha256(body).hexdigest(),
+                    "size": len(body),
+                }
+        return recorded
+
+    async def apply(self, fault: Fault, scope: Scope, receive: Receive, send: Send) -> None:
+        if fault.kind == "status":
+            await JSONResponse(fault.body or self.error_body(fault.status), fault.status, fault.headers)(
+                scope, receive, send
+            )
+        elif fault.kind == "timeout":
+            await asyncio.sleep(fault.seconds)  # longer than the gateway's timeout: it gives up first
+            await JSONResponse(self.error_body(500), 500)(scope, receive, send)
+        elif fault.kind == "html":
+            await Response(
+                "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>",
+                502,
+                media_type="text/html",
+            )(scope, receive, send)
+        elif fault.kind == "truncated":
+            await Response('{"text": "The quick brown fo', 200, media_type="application/json")(scope, receive, send)
+        elif fault.kind == "reset":
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4096")]}
+            )
+            await send({"type": "http.response.body", "body": b'{"text": "The qu', "more_body": True})
+            raise ConnectionResetError("fake upstream drops the connection mid-response")
+
+    # -- provider-specific ----------------------------------------------------------------------
+    def error_body(self, status: int) -> Any:
+        return {"error": {"message": f"The server had an error while processing your request ({status}).",
+                          "type": "server_error", "param": None, "code": None}}  # fmt: skip
+
+    def check(self, recorded: Recorded) -> None:
+        raise NotImplementedError
+
+    def answer(self, recorded: Recorded) -> Response:
+        raise NotImplementedError
+
+    def leak(self) -> str:
+        """Part of an error message that echoes the key, as careless providers do."""
+        return f" (key used: {self.key})" if self.echo_key_in_errors else ""
