@@ -53,7 +53,9 @@ class Fault:
     seconds: float = 5.0
 
 
-class Rejection(Exception):  # noqa: N818 - a response, raised to end the handler early
+class Rejection(Exception):
+    """A provider error response, raised to end the handler early."""
+
     def __init__(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         self.response = JSONResponse(body, status_code=status, headers=headers)
 
@@ -148,9 +150,7 @@ class FakeUpstream:
         elif fault.kind == "truncated":
             await Response('{"text": "The quick brown fo', 200, media_type="application/json")(scope, receive, send)
         elif fault.kind == "reset":
-            await send(
-                {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4096")]}
-            )
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4096")]})
             await send({"type": "http.response.body", "body": b'{"text": "The qu', "more_body": True})
             raise ConnectionResetError("fake upstream drops the connection mid-response")
 

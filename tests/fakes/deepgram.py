@@ -26,7 +26,9 @@ class DeepgramFake(FakeUpstream):
         if recorded.headers.get("authorization") != f"Token {self.key}":
             raise dg_error(401, "INVALID_AUTH", "Invalid credentials." + self.leak())
         content_type = recorded.headers.get("content-type", "")
-        if recorded.file is None or not (content_type.startswith("audio/") or content_type == "application/octet-stream"):
+        if recorded.file is None or not (
+            content_type.startswith("audio/") or content_type == "application/octet-stream"
+        ):
             raise dg_error(415, "UNSUPPORTED_MEDIA_TYPE", f"Unsupported content type {content_type!r}.")
         if recorded.file["size"] == 0:
             raise dg_error(400, "Bad Request", "Bad Request: failed to process audio: corrupt or unsupported data")

@@ -18,7 +18,9 @@ FORMATS = {"json", "text", "srt", "verbose_json", "vtt"}
 
 
 def invalid(message: str, param: str | None, code: str | None = None) -> Rejection:
-    return Rejection(400, {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}})
+    return Rejection(
+        400, {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}}
+    )
 
 
 class OpenAIFake(FakeUpstream):
@@ -71,7 +73,8 @@ class OpenAIFake(FakeUpstream):
                 {"id": 0, "seek": 0, "start": 0.0, "end": 3.46, "text": " The quick brown fox jumps over the lazy dog.",
                  "tokens": [50364, 440, 1702], "temperature": 0.0, "avg_logprob": -0.21, "compression_ratio": 1.1,
                  "no_speech_prob": 0.01},
-                {"id": 1, "seek": 0, "start": 4.3, "end": 7.0, "text": " A second sentence follows after a short pause.",
+                {"id": 1, "seek": 0, "start": 4.3, "end": 7.0,
+                 "text": " A second sentence follows after a short pause.",
                  "tokens": [50564, 316, 1150], "temperature": 0.0, "avg_logprob": -0.3, "compression_ratio": 1.1,
                  "no_speech_prob": 0.02},
             ],

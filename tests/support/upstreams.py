@@ -48,7 +48,9 @@ class Upstreams:
             # base_url replaces the documented origin, as in Bifrost (Groq's is https://api.groq.com/openai).
             origin = self.urls[name] + ("/openai" if name == "groq" else "")
             return {
-                "keys": [{"name": f"{name}-main", "value": self.keys[name], "models": [], "weight": 1, **(extra or {})}],
+                "keys": [
+                    {"name": f"{name}-main", "value": self.keys[name], "models": [], "weight": 1, **(extra or {})}
+                ],
                 "network_config": {**network, "base_url": origin},
             }
 
@@ -57,9 +59,14 @@ class Upstreams:
                 "openai": provider("openai"),
                 "azure": provider(
                     "azure",
-                    {"azure_key_config": {"endpoint": self.urls["azure"], "api_version": "2024-10-21",
-                                          "deployments": {"whisper-1": "whisper-prod"}}},
-                ),  # fmt: skip
+                    {
+                        "azure_key_config": {
+                            "endpoint": self.urls["azure"],
+                            "api_version": "2024-10-21",
+                            "deployments": {"whisper-1": "whisper-prod"},
+                        }
+                    },
+                ),
                 "groq": provider("groq"),
                 "mistral": provider("mistral"),
                 "elevenlabs": provider("elevenlabs"),

@@ -34,7 +34,9 @@ AUDIO = FILES["fox"].read_bytes()
 
 def _create(client: OpenAI, model: str, response_format: str) -> Any:
     return client.audio.transcriptions.create(
-        model=model, file=("fox.flac", AUDIO, "audio/flac"), response_format=response_format  # type: ignore[arg-type]
+        model=model,
+        file=("fox.flac", AUDIO, "audio/flac"),
+        response_format=response_format,  # type: ignore[arg-type]
     )
 
 
