@@ -99,3 +99,56 @@ def test_when_all_fail_the_primary_error_carries_every_attempt() -> None:
     assert caught.value.message == "azure down"
     assert [a["provider"] for a in caught.value.extra["attempts"]] == ["azure", "groq", "local"]
     assert [a["status"] for a in caught.value.extra["attempts"]] == [502, 502, 503]
+
+
+@dataclass
+class FlakyProvider(ScriptedProvider):
+    """Fails ``failures`` times, then answers."""
+
+    failures: int = 0
+
+    def transcribe(self, model: str, request: TranscriptionRequest, audio: AudioInput, call: Any) -> Transcript:
+        self.calls.append(model)
+        if len(self.calls) <= self.failures:
+            raise ProviderFailed("flaky", provider=self.name, is_bifrost_error=False)
+        return Transcript(text="ok")
+
+
+RETRYING = parse_config(
+    {
+        "providers": {
+            "groq": {
+                "keys": [{"value": "k"}],
+                "network_config": {"max_retries": 2, "retry_backoff_initial": 1, "retry_backoff_max": 4},
+            }
+        }
+    }
+)
+
+
+def test_retries_count_retries_not_calls() -> None:
+    flaky = FlakyProvider("groq", failures=2)
+    routed = Router(RETRYING, {"groq": flaky}).transcribe(TranscriptionRequest(model="groq/whisper-large-v3"), AUDIO)
+    assert routed.transcript.text == "ok"
+    assert len(flaky.calls) == 3
+    assert [a.status for a in routed.attempts] == [502, 502]
+
+
+def test_retries_stop_at_one_plus_max_retries() -> None:
+    flaky = FlakyProvider("groq", failures=10)
+    with pytest.raises(ProviderFailed):
+        Router(RETRYING, {"groq": flaky}).transcribe(TranscriptionRequest(model="groq/whisper-large-v3"), AUDIO)
+    assert len(flaky.calls) == 3
+
+
+def test_an_exhausted_budget_ends_the_request_without_calling() -> None:
+    import time
+
+    flaky = FlakyProvider("groq")
+    with pytest.raises(HeimdallError) as caught:
+        Router(RETRYING, {"groq": flaky}).transcribe(
+            TranscriptionRequest(model="groq/whisper-large-v3"), AUDIO, deadline=time.monotonic()
+        )
+    assert caught.value.status_code == 504
+    assert caught.value.code == "budget_exhausted"
+    assert flaky.calls == []

@@ -139,14 +139,15 @@ def parse_config(document: Mapping[str, Any]) -> GatewayConfig:
 
 
 def _read_source(source: str) -> str:
-    if source.startswith("ssm:"):
+    if source.startswith(("ssm:", "secretsmanager:")):
         from aws_lambda_powertools.utilities import parameters
 
-        return str(parameters.get_parameter(source[4:], decrypt=True, max_age=300))
-    if source.startswith("secretsmanager:"):
-        from aws_lambda_powertools.utilities import parameters
-
-        return str(parameters.get_secret(source[len("secretsmanager:") :], max_age=300))
+        try:
+            if source.startswith("ssm:"):
+                return str(parameters.get_parameter(source[4:], decrypt=True, max_age=300))
+            return str(parameters.get_secret(source[len("secretsmanager:") :], max_age=300))
+        except parameters.exceptions.GetParameterError as exc:
+            raise ConfigError(f"config {source!r} cannot be read: {exc}") from None
     try:
         return Path(source).read_text(encoding="utf-8")
     except OSError as exc:

@@ -150,3 +150,17 @@ def test_a_field_the_provider_cannot_take_is_refused_or_served_by_a_fallback(
     assert served.status_code == 200
     assert served.json()["extra_fields"]["provider"] == "openai"
     assert fakes.fakes["openai"].requests[0].field("prompt") == "Heimdall"
+
+
+def test_the_request_budget_bounds_retries_and_fallbacks(upstreams: Upstreams, fakes: Upstreams) -> None:
+    from heimdall.api.app import create_app
+    from tests.support.servers import serve
+
+    config = upstreams.config(client_config={"request_budget_seconds": 1.5})
+    fakes.fakes["azure"].always = Fault("timeout", seconds=5)
+    with serve(create_app(config)) as gateway:
+        response, elapsed = transcribe(gateway, **{"fallbacks[]": "groq/whisper-large-v3"})
+    assert response.status_code == 504
+    assert elapsed < 2.5
+    assert fakes.calls("azure") == 2  # the second call only had the half second left
+    assert fakes.calls("groq") == 0  # nothing left for the fallback
