@@ -66,3 +66,18 @@ def test_file_source_is_read(tmp_path: Path) -> None:
 def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot be read"):
         load_config(str(tmp_path / "missing.json"))
+
+
+def test_the_shipped_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    import re
+
+    from heimdall.providers.registry import build_providers
+
+    text = (Path(__file__).resolve().parents[2] / "config.example.json").read_text()
+    for name in set(re.findall(r'"env\.([A-Z0-9_]+)"', text)):
+        monkeypatch.setenv(name, f"https://{name.lower()}.example" if "ENDPOINT" in name else f"key-{name}")
+    config = parse_config(json.loads(text))
+    providers = build_providers(config)
+    assert set(providers) == {"local", "openai", "azure", "groq", "mistral", "elevenlabs", "deepgram", "gemini",
+                              "openai-compatible"}  # fmt: skip
+    assert config.deployments["whisper"][0] == "azure/whisper-1"
