@@ -203,7 +203,82 @@ def memory() -> dict[str, Any]:
     }
 
 
+def _wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url} exited")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.02)
+    raise TimeoutError(url)
+
+
+def overhead() -> dict[str, Any]:
+    """Time Heimdall adds over calling the provider directly: same client, same fake upstream
+    (the test suite's OpenAI fake), gateway and upstream each in their own process, interleaved."""
+    import json
+    import tempfile
+
+    key = "sk-bench-0123456789"
+    fake_port, gateway_port = _free_port(), _free_port()
+    processes = []
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "config.json"
+        config.write_text(json.dumps({"providers": {"openai": {
+            "keys": [{"value": key}],
+            "network_config": {"base_url": f"http://127.0.0.1:{fake_port}", "max_retries": 0}}}}))  # fmt: skip
+        env = {
+            **os.environ,
+            "PORT": str(gateway_port),
+            "HEIMDALL_CONFIG": str(config),
+            "POWERTOOLS_LOG_LEVEL": "WARNING",
+        }
+        try:
+            processes.append(subprocess.Popen([sys.executable, "-m", "benchmarks.fake_upstream", str(fake_port), key],
+                                              cwd=ROOT, stdout=subprocess.DEVNULL))  # fmt: skip
+            processes.append(subprocess.Popen([sys.executable, "-m", "heimdall"], cwd=ROOT, env=env,
+                                              stdout=subprocess.DEVNULL))  # fmt: skip
+            _wait_healthy(f"http://127.0.0.1:{fake_port}/", processes[0])
+            _wait_healthy(f"http://127.0.0.1:{gateway_port}/health", processes[1])
+            with httpx.Client(timeout=120) as client:
+                for label, size, runs in (("100 KB", 100_000, 200), ("10 MB", 10_000_000, 30)):
+                    audio = os.urandom(size)
+                    direct: list[float] = []
+                    gateway: list[float] = []
+                    for index in range(runs + 3):
+                        for target, model, samples in (
+                            (f"http://127.0.0.1:{fake_port}/v1/audio/transcriptions", "whisper-1", direct),
+                            (f"http://127.0.0.1:{gateway_port}/v1/audio/transcriptions", "openai/whisper-1", gateway),
+                        ):
+                            started = time.perf_counter()
+                            response = client.post(
+                                target,
+                                files={"file": ("a.wav", audio, "audio/wav")},
+                                data={"model": model},
+                                headers={"authorization": f"Bearer {key}"},
+                            )
+                            elapsed = (time.perf_counter() - started) * 1000
+                            assert response.status_code == 200, response.text
+                            if index >= 3:  # warm-up excluded
+                                samples.append(elapsed)
+                    results[f"{label}: direct p50 ms"] = round(statistics.median(direct), 2)
+                    results[f"{label}: via Heimdall p50 ms"] = round(statistics.median(gateway), 2)
+                    results[f"{label}: overhead p50 ms"] = round(
+                        statistics.median(gateway) - statistics.median(direct), 2
+                    )
+        finally:
+            for process in processes:
+                process.terminate()
+                process.wait(timeout=10)
+    return results
+
+
 ALL: dict[str, Callable[[], dict[str, Any]]] = {
+    "overhead": overhead,
     "cold_start": cold_start,
     "make_run": make_run,
     "local_engine": local_engine,

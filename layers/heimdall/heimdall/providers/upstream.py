@@ -13,6 +13,7 @@ import json
 import random
 import re
 import threading
+import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -75,8 +76,23 @@ class Upstream:
         with self._lock:
             if self._session is None:
                 import requests
+                from requests.adapters import HTTPAdapter
 
-                self._session = requests.Session()
+                class LargeBlocks(HTTPAdapter):
+                    """Sends bodies in 1 MiB blocks (urllib3's default is 16 KiB: a 10 MB upload
+                    would take 640 read-and-send rounds through the multipart encoder)."""
+
+                    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+                        super().init_poolmanager(*args, **{**kwargs, "blocksize": 1024 * 1024})
+
+                session = requests.Session()
+                # requests re-reads proxy variables and ~/.netrc on every call when trust_env is on
+                # (about 1 ms a request); read the proxies once instead. NO_PROXY is not consulted.
+                session.trust_env = False
+                session.proxies = {k: v for k, v in urllib.request.getproxies().items() if k in ("http", "https")}
+                session.mount("https://", LargeBlocks())
+                session.mount("http://", LargeBlocks())
+                self._session = session
             return self._session
 
     def post(
