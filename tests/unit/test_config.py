@@ -81,3 +81,10 @@ def test_the_shipped_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) ->
     assert set(providers) == {"local", "openai", "azure", "groq", "mistral", "elevenlabs", "deepgram", "gemini",
                               "openai-compatible"}  # fmt: skip
     assert config.deployments["whisper"][0] == "azure/whisper-1"
+
+
+def test_an_alias_naming_an_unconfigured_provider_stops_start_up() -> None:
+    from heimdall.providers.registry import build_providers
+
+    with pytest.raises(ConfigError, match=r"deployments\.whisper\[1\]: provider 'azure' is not configured"):
+        build_providers(parse_config({"deployments": {"whisper": ["local/tiny.en", "azure/whisper-1"]}}))

@@ -65,4 +65,9 @@ def build_providers(config: GatewayConfig) -> dict[str, Provider]:
                 beam_size=local.beam_size,
             )
         )
+    for alias, targets in config.deployments.items():
+        for index, target in enumerate(targets):
+            name = target.partition("/")[0]
+            if name not in providers:
+                raise ConfigError(f"config deployments.{alias}[{index}]: provider '{name}' is not configured")
     return providers
