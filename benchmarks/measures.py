@@ -246,7 +246,7 @@ def overhead() -> dict[str, Any]:
             _wait_healthy(f"http://127.0.0.1:{gateway_port}/health", processes[1])
             with httpx.Client(timeout=120) as client:
                 for label, size, runs in (("100 KB", 100_000, 200), ("10 MB", 10_000_000, 30)):
-                    audio = os.urandom(size)
+                    audio = _wav(size / 32000)
                     direct: list[float] = []
                     gateway: list[float] = []
                     for index in range(runs + 3):

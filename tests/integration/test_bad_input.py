@@ -43,8 +43,14 @@ CASES: dict[str, Case] = {
     "no file": Case(400, mp.body(mp.field("model", "whisper-1")), param="file", code="missing_required_parameter"),
     "empty file": Case(400, _with(audio=b""), param="file", code="empty_file"),
     "non-audio bytes": Case(
+        415, _with(audio=b"%PDF-1.7\n" + bytes(range(256)) * 40), param="file", code="unsupported_audio_format"
+    ),
+    "a text file named .wav": Case(
+        415, _with(audio=b"hello, this is not audio\n" * 40), param="file", code="unsupported_audio_format"
+    ),
+    "corrupt audio behind a valid header": Case(
         400,
-        _with(audio=b"%PDF-1.7\n" + bytes(range(256)) * 40),
+        _with(audio=b"RIFF\x00\x00\x00\x00WAVEjunk" + bytes(range(256)) * 40),
         param="file",
         code="invalid_audio",
         engine=True,
@@ -107,6 +113,15 @@ CASES: dict[str, Case] = {
     ),
     "garbage multipart": Case(400, b"this is not multipart at all", code="invalid_multipart"),
     "bad api-version": Case(400, _with(), path=AZURE_ROUTE, query={"api-version": "yesterday"}, param="api-version"),
+    "audio longer than the gateway takes": Case(
+        413,
+        _with(
+            audio=b"RIFF\xff\xff\xff\xffWAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00\x80\x3e\x00\x00"
+            b"\x00\x7d\x00\x00\x02\x00\x10\x00data\x00\x00\x00\xf0" + bytes(1000)
+        ),
+        param="file",
+        code="audio_too_long",
+    ),
     "unknown path": Case(404, _with(), path="/openai/v1/audio/translations-typo"),
     "wrong method": Case(405, method="GET", content_type=None),
     "wrong method on health": Case(405, method="POST", path="/health", content_type=None),

@@ -19,3 +19,17 @@ def normalise(text: str) -> str:
 
 def wer(fixture: str, hypothesis: str) -> float:
     return float(jiwer.wer(normalise(TRANSCRIPTS[fixture]), normalise(hypothesis)))
+
+
+def wav_bytes(size: int, seed: bytes = b"") -> bytes:
+    """``size`` bytes that are a WAV file to any sniffer (16 kHz mono PCM header, then noise)."""
+    import os
+    import struct
+
+    payload = max(0, size - 44)
+    header = (
+        b"RIFF" + struct.pack("<I", 36 + payload) + b"WAVE"
+        + b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, 16000, 32000, 2, 16)
+        + b"data" + struct.pack("<I", payload)
+    )  # fmt: skip
+    return (header + seed + os.urandom(payload))[:size] if size else b""

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 PROVIDER_NAMES = frozenset(
     {"local", "openai", "azure", "groq", "elevenlabs", "deepgram", "gemini", "mistral", "openai-compatible"}
@@ -67,6 +67,30 @@ class ClientConfig(_Strict):
     max_request_body_size_mb: float = Field(default=25, gt=0)
     #: One request's whole time across retries and fallbacks (in Lambda, also the function's own deadline).
     request_budget_seconds: float = Field(default=300, gt=0)
+    #: Longest audio accepted, measured from the container's header (WAV always; others with PyAV).
+    max_audio_seconds: float = Field(default=4 * 3600, gt=0)
+
+
+class VirtualKey(_Strict):
+    """A gateway key: ``value`` is the secret (``env.NAME``), ``allowed_models`` are aliases or
+    ``provider/model`` patterns (``openai/*``) the key may use."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    id: str = Field(min_length=1)
+    value: SecretStr
+    allowed_models: list[str] = Field(default_factory=lambda: ["*"])
+
+    @field_validator("value")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("a gateway key must be at least 16 characters")
+        return value
+
+
+class Governance(_Strict):
+    model_config = ConfigDict(extra="allow", frozen=True)
+    virtual_keys: list[VirtualKey] = Field(default_factory=list)
 
 
 class GatewayConfig(_Strict):
@@ -75,6 +99,7 @@ class GatewayConfig(_Strict):
     local: LocalConfig = LocalConfig()
     deployments: dict[str, list[str]] = Field(default_factory=dict)
     client_config: ClientConfig = ClientConfig()
+    governance: Governance = Governance()
     configured: bool = Field(default=False, exclude=True)
 
     @field_validator("providers")
@@ -84,6 +109,15 @@ class GatewayConfig(_Strict):
         if unknown:
             raise ValueError(f"unknown provider {unknown[0]!r}; known: {', '.join(sorted(PROVIDER_NAMES))}")
         return providers
+
+    @model_validator(mode="after")
+    def _auth_has_keys(self) -> GatewayConfig:
+        if self.client_config.enforce_auth_on_inference and not self.governance.virtual_keys:
+            raise ValueError("client_config.enforce_auth_on_inference needs governance.virtual_keys")
+        ids = [k.id for k in self.governance.virtual_keys]
+        if len(ids) != len(set(ids)):
+            raise ValueError("governance.virtual_keys ids must be unique")
+        return self
 
     @field_validator("deployments")
     @classmethod

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from heimdall import __version__
+from heimdall.api.auth import Gatekeeper
 from heimdall.api.context import RequestContextMiddleware, error_response
 from heimdall.api.routes import add_routes
 from heimdall.api.schemas import component_schemas
@@ -32,6 +33,7 @@ def create_app(config: GatewayConfig | None = None) -> FastAPI:
     )
     app.state.config = config
     app.state.router = Router(config, build_providers(config))
+    app.state.gatekeeper = Gatekeeper(config)
 
     @app.exception_handler(HeimdallError)
     async def _heimdall_error(request: Request, exc: HeimdallError) -> JSONResponse:

@@ -15,6 +15,8 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
+from heimdall.api.audio_checks import check_audio
+from heimdall.api.auth import Gatekeeper
 from heimdall.api.context import request_log
 from heimdall.api.form import build_request
 from heimdall.api.multipart import FormLimits, read_multipart
@@ -100,6 +102,11 @@ def _deadline(request: Request) -> float:
 
 
 async def transcribe(request: Request, deployment_id: str | None, api_version: str | None) -> Response:
+    log = request_log(request.scope)
+    gatekeeper: Gatekeeper = request.app.state.gatekeeper
+    key = gatekeeper.authenticate(request.headers)  # before a byte of the body is read
+    if key is not None:
+        log["key_id"] = key.id
     if api_version is not None and not API_VERSION.match(api_version):
         raise InvalidRequest(
             f"api-version '{api_version[:40]}' is not a version: use a date like 2024-06-01 "
@@ -107,19 +114,22 @@ async def transcribe(request: Request, deployment_id: str | None, api_version: s
             param="api-version",
             code="invalid_api_version",
         )
-    log = request_log(request.scope)
     if deployment_id is not None:
         log["model"] = deployment_id
+        gatekeeper.authorize(key, [deployment_id])
     router: Router = request.app.state.router
-    form = await read_multipart(request, _limits(request.app.state.config))
+    config: GatewayConfig = request.app.state.config
+    form = await read_multipart(request, _limits(config))
     try:
         transcription = build_request(form.fields, path_model=deployment_id)
         log.update(model=transcription.model, response_format=str(transcription.response_format))
+        gatekeeper.authorize(key, [transcription.model, *transcription.fallbacks])
         if form.audio is None:
             raise InvalidRequest("Missing required parameter: 'file'.", param="file", code="missing_required_parameter")
         log["audio_bytes"] = form.audio.size
         if form.audio.size == 0:
             raise InvalidRequest("The uploaded file is empty.", param="file", code="empty_file")
+        await run_in_threadpool(check_audio, form.audio, config.client_config.max_audio_seconds)
         started = time.perf_counter()
         routed = await run_in_threadpool(router.transcribe, transcription, form.audio, _deadline(request))
         latency_ms = round((time.perf_counter() - started) * 1000)
