@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8080
 
-.PHONY: run test lint unit bench install clean events
+.PHONY: run test lint fuzz bench install clean events
 
 $(VENV)/.run-deps: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ lint: $(VENV)/.dev-deps
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/cfn-lint template.yaml
+
+## A long fuzz run: schemathesis with many examples and a random seed, plus the multipart corpus.
+fuzz: $(VENV)/.dev-deps
+	HEIMDALL_FUZZ_EXAMPLES=$${HEIMDALL_FUZZ_EXAMPLES:-400} HEIMDALL_FUZZ_SEED=random $(PY) -m pytest tests/fuzz -s -q
 
 bench: $(VENV)/.dev-deps
 	$(PY) -m benchmarks

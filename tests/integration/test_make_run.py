@@ -50,6 +50,19 @@ def test_serves_on_loopback_and_prints_a_snippet() -> None:
         output = process.communicate(timeout=10)[0]
     assert f"http://127.0.0.1:{port}/openai/openai/deployments/whisper-1/audio/transcriptions" in output
     assert "AzureOpenAI(" in output
+    assert output.count("auth is off") == 1
+
+
+def test_refuses_a_public_address_without_gateway_keys() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "heimdall"],
+        env={**os.environ, "PORT": str(free_port()), "HEIMDALL_HOST": "0.0.0.0"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "without gateway keys" in result.stderr
 
 
 def test_honours_heimdall_config(tmp_path: Path) -> None:
