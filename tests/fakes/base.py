@@ -13,7 +13,7 @@ from typing import Any
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 SPOKEN = "The quick brown fox jumps over the lazy dog. A second sentence follows after a short pause."
@@ -46,7 +46,7 @@ class Recorded:
 
 @dataclass(frozen=True)
 class Fault:
-    kind: str  # status | timeout | reset | truncated | html
+    kind: str  # status | timeout | reset | truncated | html | midstream
     status: int = 500
     headers: dict[str, str] = field(default_factory=dict)
     body: Any = None
@@ -58,6 +58,18 @@ class Rejection(Exception):
 
     def __init__(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         self.response = JSONResponse(body, status_code=status, headers=headers)
+
+
+def sse(events: list[bytes]) -> StreamingResponse:
+    async def body() -> Any:
+        for event in events:
+            yield event
+
+    return StreamingResponse(body(), media_type="text/event-stream")
+
+
+def data(payload: Any) -> bytes:
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
 
 
 class FakeUpstream:
@@ -149,6 +161,13 @@ class FakeUpstream:
             )(scope, receive, send)
         elif fault.kind == "truncated":
             await Response('{"text": "The quick brown fo', 200, media_type="application/json")(scope, receive, send)
+        elif fault.kind == "midstream":  # a streaming answer that starts, then the connection drops
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]}
+            )
+            for event in self.stream_events(recorded_fields={})[:2]:
+                await send({"type": "http.response.body", "body": event, "more_body": True})
+            raise ConnectionResetError("fake upstream drops the stream")
         elif fault.kind == "reset":
             await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4096")]})
             await send({"type": "http.response.body", "body": b'{"text": "The qu', "more_body": True})
@@ -164,6 +183,10 @@ class FakeUpstream:
 
     def answer(self, recorded: Recorded) -> Response:
         raise NotImplementedError
+
+    def stream_events(self, recorded_fields: dict[str, str]) -> list[bytes]:
+        """The provider's server-sent events for SPOKEN (streaming providers override)."""
+        return [b'data: {"type": "transcript.text.delta", "delta": "The"}\n\n'] * 3
 
     def leak(self) -> str:
         """Part of an error message that echoes the key, as careless providers do."""

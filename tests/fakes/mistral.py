@@ -7,7 +7,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
-from tests.fakes.base import SPOKEN, FakeUpstream, Recorded, Rejection
+from tests.fakes.base import SPOKEN, FakeUpstream, Recorded, Rejection, data, sse
 
 FIELDS = {"model", "language", "temperature", "timestamp_granularities", "diarize", "context_bias", "stream"}
 
@@ -35,7 +35,19 @@ class MistralFake(FakeUpstream):
             raise Rejection(422, {"object": "error", "message": "model: Field required",
                                   "type": "invalid_request_error", "param": None, "code": None})  # fmt: skip
 
+    def stream_events(self, recorded_fields: dict[str, str]) -> list[bytes]:
+        words = SPOKEN.split(" ")
+        return [
+            data({"type": "transcription.language", "audio_language": "en"}),
+            *[data({"type": "transcription.text.delta", "text": (" " if i else "") + w}) for i, w in enumerate(words)],
+            data({"type": "transcription.done", "model": "voxtral-mini-latest", "text": SPOKEN, "language": "en",
+                  "segments": [], "usage": {"prompt_audio_seconds": 7, "prompt_tokens": 4, "total_tokens": 120,
+                                            "completion_tokens": 22}}),
+        ]  # fmt: skip
+
     def answer(self, recorded: Recorded) -> Response:
+        if recorded.field("stream") == "true":
+            return sse(self.stream_events(dict(recorded.fields)))
         body: dict[str, Any] = {
             "model": recorded.field("model"),
             "text": SPOKEN,

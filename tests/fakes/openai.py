@@ -8,7 +8,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from tests.fakes.base import DURATION, SPOKEN, WORDS, FakeUpstream, Recorded, Rejection
+from tests.fakes.base import DURATION, SPOKEN, WORDS, FakeUpstream, Recorded, Rejection, data, sse
 
 FIELDS = {
     "model", "language", "prompt", "response_format", "temperature", "timestamp_granularities[]", "include[]",
@@ -84,9 +84,22 @@ class OpenAIFake(FakeUpstream):
             body["words"] = [{"word": w, "start": s, "end": e} for w, s, e in WORDS]
         return body
 
+    def stream_events(self, recorded_fields: dict[str, str]) -> list[bytes]:
+        words = SPOKEN.split(" ")
+        events = [data({"type": "transcript.text.delta", "delta": (" " if i else "") + w,
+                        "logprobs": [{"token": w, "logprob": -0.01, "bytes": list(w.encode())}]})
+                  for i, w in enumerate(words)]  # fmt: skip
+        events.append(data({"type": "transcript.text.done", "text": SPOKEN, "usage": {
+            "type": "tokens", "input_tokens": 71, "output_tokens": 22, "total_tokens": 93}}))  # fmt: skip
+        return events
+
     def answer(self, recorded: Recorded) -> Response:
         model = recorded.field("model") or ""
         fmt = recorded.field("response_format") or "json"
+        if recorded.field("stream") == "true":
+            if not model.startswith("gpt-4o"):
+                raise invalid(f"Streaming is not supported for {model}.", "stream")
+            return sse(self.stream_events(dict(recorded.fields)))
         if fmt == "verbose_json":
             return JSONResponse(self.verbose(recorded))
         if fmt == "text":

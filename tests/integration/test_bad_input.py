@@ -75,7 +75,9 @@ CASES: dict[str, Case] = {
         400, _with(mp.field("language", "fr")), param="language", code="unsupported_language", message="English-only"
     ),
     "stream not a boolean": Case(400, _with(mp.field("stream", "maybe")), param="stream"),
-    "stream=true before streaming exists": Case(400, _with(mp.field("stream", "true")), param="stream"),
+    "stream=true with subtitles": Case(
+        400, _with(mp.field("stream", "true"), mp.field("response_format", "srt")), param="stream"
+    ),
     "fallback not provider/model": Case(
         400, _with(mp.field("fallbacks[]", "whisper")), param="fallbacks", code="invalid_fallback"
     ),

@@ -11,15 +11,25 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from heimdall.config import PROVIDER_NAMES, GatewayConfig, NetworkConfig
-from heimdall.core.errors import HeimdallError, InvalidRequest, NotFound, PayloadTooLarge, ProviderTimeout
-from heimdall.core.types import AudioInput, Transcript, TranscriptionRequest
-from heimdall.providers.base import Provider, requested_fields
+from heimdall.core.errors import (
+    HeimdallError,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    ProviderFailed,
+    ProviderTimeout,
+)
+from heimdall.core.types import AudioInput, StreamEvent, Transcript, TranscriptionRequest
+from heimdall.providers.base import Provider, requested_fields, stream_events
 from heimdall.providers.local import MODEL as LOCAL_MODEL
 from heimdall.providers.upstream import Call
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,15 @@ class Attempt:
             "status": self.status,
             "latency": self.latency_ms,
         }
+
+
+@dataclass
+class RoutedStream:
+    first: StreamEvent
+    rest: Iterator[StreamEvent]
+    target: Target
+    fallback_index: int
+    attempts: list[Attempt] = field(default_factory=list)
 
 
 @dataclass
@@ -176,6 +195,36 @@ class Router:
         self, request: TranscriptionRequest, audio: AudioInput, deadline: float | None = None
     ) -> RoutedTranscript:
         """Try the targets in order until one succeeds; ``deadline`` is a ``time.monotonic()`` instant."""
+
+        def call_provider(provider: Provider, target: Target, call: Call) -> Transcript:
+            return provider.transcribe(target.model, request, audio, call)
+
+        transcript, target, index, attempts = self._route(request, audio, deadline, call_provider)
+        return RoutedTranscript(transcript, target, index, attempts)
+
+    def open_stream(
+        self, request: TranscriptionRequest, audio: AudioInput, deadline: float | None = None
+    ) -> RoutedStream:
+        """Like ``transcribe``, for a stream: a target counts as serving once its first event arrived,
+        so failures before that are retried and fall back like any other; later ones end the stream."""
+
+        def first_event(provider: Provider, target: Target, call: Call) -> tuple[StreamEvent, Iterator[StreamEvent]]:
+            events = iter(stream_events(provider, target.model, request, audio, call))
+            first = next(events, None)
+            if first is None:
+                raise ProviderFailed(f"{target} ended its stream without an event.", provider=target.provider)
+            return first, events
+
+        (first, rest), target, index, attempts = self._route(request, audio, deadline, first_event)
+        return RoutedStream(first, rest, target, index, attempts)
+
+    def _route(
+        self,
+        request: TranscriptionRequest,
+        audio: AudioInput,
+        deadline: float | None,
+        attempt: Callable[[Provider, Target, Call], T],
+    ) -> tuple[T, Target, int, list[Attempt]]:
         if deadline is None:
             deadline = time.monotonic() + self.config.client_config.request_budget_seconds
         targets = self.resolve_targets(request.model, request.fallbacks)
@@ -184,10 +233,9 @@ class Router:
         for index, target in enumerate(targets):
             error = self._capability_error(target, request, audio)
             if error is None:
-                transcript, error = self._try_target(target, request, audio, deadline, attempts)
-                if transcript is not None:
-                    return RoutedTranscript(transcript, target, index, attempts)
-                assert error is not None
+                result, error = self._try_target(target, deadline, attempts, attempt)
+                if error is None:
+                    return result, target, index, attempts  # type: ignore[return-value]
                 if error.client_fault:
                     error.extra["attempts"] = [a.as_dict() for a in attempts]
                     raise error
@@ -201,11 +249,10 @@ class Router:
     def _try_target(
         self,
         target: Target,
-        request: TranscriptionRequest,
-        audio: AudioInput,
         deadline: float,
         attempts: list[Attempt],
-    ) -> tuple[Transcript | None, HeimdallError | None]:
+        attempt: Callable[[Provider, Target, Call], T],
+    ) -> tuple[T | None, HeimdallError | None]:
         """One target, retried per its network_config: 1 + max_retries calls at most."""
         network = self._network(target.provider)
         provider = self.providers[target.provider]
@@ -220,7 +267,7 @@ class Router:
             call = Call(timeout=min(network.default_request_timeout_in_seconds, remaining))
             started = time.perf_counter()
             try:
-                return provider.transcribe(target.model, request, audio, call), None
+                return attempt(provider, target, call), None
             except HeimdallError as exc:
                 error = exc
             attempts.append(Attempt(target.provider, target.model, error.status_code, _elapsed_ms(started)))

@@ -111,9 +111,10 @@ def build_request(fields: list[tuple[str, str]], *, path_model: str | None) -> T
     model = path_model or form.model
     if not model:
         raise InvalidRequest("Missing required parameter: 'model'.", param="model", code="missing_required_parameter")
-    if form.stream:
+    if form.stream and form.response_format not in (ResponseFormat.JSON, ResponseFormat.TEXT):
         raise InvalidRequest(
-            "stream=true is not available on this gateway yet; send stream=false for a complete response.",
+            f"stream=true sends transcript text events; it goes with response_format json or text, "
+            f"not {form.response_format}.",
             param="stream",
             code="unsupported_value",
         )

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from heimdall.api.audio_checks import check_audio
@@ -21,6 +21,8 @@ from heimdall.api.context import request_log
 from heimdall.api.form import build_request
 from heimdall.api.multipart import FormLimits, read_multipart
 from heimdall.api.schemas import ERROR_RESPONSES, ref
+from heimdall.api.streaming import HEADERS as STREAM_HEADERS
+from heimdall.api.streaming import event_stream
 from heimdall.config import GatewayConfig
 from heimdall.core.errors import InvalidRequest
 from heimdall.core.formats import PLAIN_TEXT_FORMATS, render_json, render_plain, render_verbose_json
@@ -120,21 +122,33 @@ async def transcribe(request: Request, deployment_id: str | None, api_version: s
     router: Router = request.app.state.router
     config: GatewayConfig = request.app.state.config
     form = await read_multipart(request, _limits(config))
+    handed_to_stream = False
     try:
         transcription = build_request(form.fields, path_model=deployment_id)
         log.update(model=transcription.model, response_format=str(transcription.response_format))
         gatekeeper.authorize(key, [transcription.model, *transcription.fallbacks])
-        if form.audio is None:
+        audio = form.audio
+        if audio is None:
             raise InvalidRequest("Missing required parameter: 'file'.", param="file", code="missing_required_parameter")
-        log["audio_bytes"] = form.audio.size
-        if form.audio.size == 0:
+        log["audio_bytes"] = audio.size
+        if audio.size == 0:
             raise InvalidRequest("The uploaded file is empty.", param="file", code="empty_file")
-        await run_in_threadpool(check_audio, form.audio, config.client_config.max_audio_seconds)
+        await run_in_threadpool(check_audio, audio, config.client_config.max_audio_seconds)
+        if transcription.stream:
+            streamed = await run_in_threadpool(router.open_stream, transcription, audio, _deadline(request))
+            log.update(provider=streamed.target.provider, model_deployment=streamed.target.model,
+                       fallback_index=streamed.fallback_index, stream=True)  # fmt: skip
+            events = event_stream(
+                streamed, transcription, event_id=request.scope["state"]["event_id"], log=log, on_close=form.close
+            )
+            handed_to_stream = True  # the stream closes the upload when it ends
+            return StreamingResponse(events, media_type="text/event-stream", headers=STREAM_HEADERS)
         started = time.perf_counter()
-        routed = await run_in_threadpool(router.transcribe, transcription, form.audio, _deadline(request))
+        routed = await run_in_threadpool(router.transcribe, transcription, audio, _deadline(request))
         latency_ms = round((time.perf_counter() - started) * 1000)
     finally:
-        form.close()
+        if not handed_to_stream:
+            form.close()
     log.update(
         provider=routed.target.provider,
         model_deployment=routed.target.model,

@@ -113,3 +113,23 @@ class TranscriptionRequest:
     @property
     def wants_words(self) -> bool:
         return TimestampGranularity.WORD in self.timestamp_granularities
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """A piece of transcript text, as a stream produces it."""
+
+    delta: str
+    logprobs: list[Logprob] | None = None
+
+
+@dataclass(frozen=True)
+class TextDone:
+    """The end of a stream: the whole text (the deltas joined) and the usage."""
+
+    text: str
+    usage: Usage | None = None
+    logprobs: list[Logprob] | None = None
+
+
+StreamEvent = TextDelta | TextDone

@@ -39,7 +39,8 @@ class AzureProvider(OpenAICompatibleProvider):
     def capabilities(self, model: str) -> Capabilities:
         return openai_capabilities(model)
 
-    def url(self, key: KeyConfig, model: str) -> str:
+    def url(self, key: KeyConfig | None, model: str) -> str:
+        assert key is not None  # Azure always has keys (checked at start-up)
         settings = azure_settings(key)
         base = (self.config.network_config.base_url or settings.endpoint).rstrip("/")
         deployment = settings.deployments.get(model, model)

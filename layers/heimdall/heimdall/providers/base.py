@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from heimdall.core.types import AudioInput, ResponseFormat, Transcript, TranscriptionRequest
+from heimdall.core.types import (
+    AudioInput,
+    ResponseFormat,
+    StreamEvent,
+    TextDelta,
+    TextDone,
+    Transcript,
+    TranscriptionRequest,
+)
 from heimdall.providers.upstream import Call
 
 ALL_FORMATS = frozenset(ResponseFormat)
@@ -37,6 +46,23 @@ def requested_fields(request: TranscriptionRequest) -> set[str]:
     return fields
 
 
+def stream_from_transcript(transcript: Transcript) -> Iterator[StreamEvent]:
+    """For providers without a stream: the whole text as one delta, then the done event."""
+    yield TextDelta(transcript.text, transcript.logprobs)
+    yield TextDone(transcript.text, transcript.usage, transcript.logprobs)
+
+
+def stream_events(
+    provider: Provider, model: str, request: TranscriptionRequest, audio: AudioInput, call: Call
+) -> Iterator[StreamEvent]:
+    """The provider's own stream where it has one, else its transcript as a one-delta stream."""
+    native = getattr(provider, "stream", None)
+    if native is not None:
+        events: Iterator[StreamEvent] = native(model, request, audio, call)
+        return events
+    return stream_from_transcript(provider.transcribe(model, request, audio, call))
+
+
 class Provider(Protocol):
     name: str
 
@@ -46,4 +72,8 @@ class Provider(Protocol):
     def capabilities(self, model: str) -> Capabilities: ...
 
     def transcribe(self, model: str, request: TranscriptionRequest, audio: AudioInput, call: Call) -> Transcript:
-        """Transcribe, or raise a HeimdallError subclass carrying status and retryability."""
+        """Transcribe, or raise a HeimdallError subclass carrying status and retryability.
+
+        A provider with a stream of its own also has ``stream(model, request, audio, call)`` returning
+        an iterator of TextDelta … TextDone; errors before the iterator is returned, or from its first
+        ``next``, are retried and fall back like ``transcribe``'s."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,9 @@ from heimdall.core.languages import language_name
 from heimdall.core.types import (
     AudioInput,
     Segment,
+    StreamEvent,
+    TextDelta,
+    TextDone,
     Transcript,
     TranscriptionRequest,
     Usage,
@@ -83,7 +87,9 @@ class LocalProvider:
                 )
             return self._model
 
-    def transcribe(self, model: str, request: TranscriptionRequest, audio: AudioInput, call: Call) -> Transcript:
+    def _decode(self, request: TranscriptionRequest, audio: AudioInput) -> tuple[Iterator[Any], Any]:
+        """Start decoding: the audio is read and checked now, the segments come as they are decoded.
+        Call with ``_run_lock`` held, and hold it until the segments are consumed."""
         if request.language not in (None, *ENGLISH_ONLY):
             raise InvalidRequest(
                 f"The local engine's model {MODEL} is English-only; language "
@@ -93,7 +99,7 @@ class LocalProvider:
                 provider=self.name,
             )
         whisper = self._whisper()
-        import av
+        import av  # PyAV comes with faster-whisper; imported only when the engine runs
 
         options: dict[str, Any] = {
             "language": "en",
@@ -104,18 +110,43 @@ class LocalProvider:
         }
         if request.temperature is not None:
             options["temperature"] = request.temperature  # one value: no temperature fallback
+        try:
+            segments, info = whisper.transcribe(audio.rewind(), **options)
+        except (av.error.FFmpegError, IndexError) as exc:  # IndexError: no audio stream
+            raise InvalidRequest(
+                f"The file '{audio.filename}' could not be decoded as audio.",
+                param="file",
+                code="invalid_audio",
+                provider=self.name,
+            ) from exc
+        return segments, info
+
+    def transcribe(self, model: str, request: TranscriptionRequest, audio: AudioInput, call: Call) -> Transcript:
         with self._run_lock:
-            try:
-                raw_segments, info = whisper.transcribe(audio.rewind(), **options)
-                segments = list(raw_segments)  # decoding happens while iterating
-            except (av.error.FFmpegError, IndexError) as exc:  # IndexError: no audio stream
-                raise InvalidRequest(
-                    f"The file '{audio.filename}' could not be decoded as audio.",
-                    param="file",
-                    code="invalid_audio",
-                    provider=self.name,
-                ) from exc
-        return _to_transcript(segments, info, request.wants_words)
+            segments, info = self._decode(request, audio)
+            decoded = list(segments)
+        return _to_transcript(decoded, info, request.wants_words)
+
+    def stream(self, model: str, request: TranscriptionRequest, audio: AudioInput, call: Call) -> Iterator[StreamEvent]:
+        """One delta per segment, as each is decoded: the first leaves long before the file is done."""
+        self._run_lock.acquire()
+        try:
+            segments, info = self._decode(request, audio)
+        except BaseException:
+            self._run_lock.release()
+            raise
+        return self._deltas(segments, info)
+
+    def _deltas(self, segments: Iterator[Any], info: Any) -> Iterator[StreamEvent]:
+        try:
+            text = ""
+            for segment in segments:
+                delta = segment.text if text else segment.text.lstrip()
+                text += delta
+                yield TextDelta(delta)
+            yield TextDone(text, Usage(type="duration", seconds=math.ceil(float(info.duration))))
+        finally:
+            self._run_lock.release()
 
 
 def _to_transcript(raw_segments: list[Any], info: Any, with_words: bool) -> Transcript:

@@ -10,12 +10,23 @@ serves it) rather than silently dropped.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from heimdall.config import ProviderConfig
 from heimdall.core.errors import ProviderFailed
 from heimdall.core.languages import language_name
-from heimdall.core.types import AudioInput, Segment, Transcript, TranscriptionRequest, Usage, Word
+from heimdall.core.types import (
+    AudioInput,
+    Segment,
+    StreamEvent,
+    TextDelta,
+    TextDone,
+    Transcript,
+    TranscriptionRequest,
+    Usage,
+    Word,
+)
 from heimdall.providers.base import Capabilities
 from heimdall.providers.openai_compatible import SEGMENT_FORMATS, multipart
 from heimdall.providers.upstream import Call, Upstream, choose_key, openai_error_message
@@ -49,7 +60,7 @@ class MistralProvider:
             max_file_bytes=MAX_FILE_BYTES, unsupported_fields=frozenset({"prompt", "chunking_strategy", "include[]"})
         )
 
-    def transcribe(self, model: str, request: TranscriptionRequest, audio: AudioInput, call: Call) -> Transcript:
+    def _post(self, model: str, request: TranscriptionRequest, audio: AudioInput, call: Call, *, stream: bool) -> Any:
         key = choose_key(self.name, self.config.keys, model)
         fields: list[tuple[str, str]] = [("model", model)]
         if request.language:
@@ -60,19 +71,51 @@ class MistralProvider:
         if request.response_format in SEGMENT_FORMATS:
             granularities.add("segment")
         fields += [("timestamp_granularities", g) for g in sorted(granularities)]
+        if stream:
+            fields.append(("stream", "true"))
         body = multipart(fields, audio)
-        response = self.upstream.post(
+        return self.upstream.post(
             self.upstream.base_url + "/v1/audio/transcriptions",
             call=call,
             headers={
                 "Authorization": f"Bearer {key.value.get_secret_value()}",
                 "Content-Type": body.content_type,
-                "Accept": "application/json",
+                "Accept": "text/event-stream" if stream else "application/json",
             },
             data=body,
             message_of=mistral_error_message,
+            stream=stream,
         )
-        return self.from_wire(self.upstream.json(response))
+
+    def transcribe(self, model: str, request: TranscriptionRequest, audio: AudioInput, call: Call) -> Transcript:
+        return self.from_wire(self.upstream.json(self._post(model, request, audio, call, stream=False)))
+
+    def stream(self, model: str, request: TranscriptionRequest, audio: AudioInput, call: Call) -> Iterator[StreamEvent]:
+        """Mistral's stream: ``transcription.text.delta`` events (``text``), then ``transcription.done``
+        (the whole answer); ``transcription.language`` and ``transcription.segment`` carry nothing new."""
+        response = self._post(model, request, audio, call, stream=True)
+        return self._translate(self.upstream.sse_events(response))
+
+    def _translate(self, events: Iterator[dict[str, Any]]) -> Iterator[StreamEvent]:
+        for event in events:
+            kind = event.get("type")
+            if kind == "transcription.text.delta":
+                yield TextDelta(str(event.get("text", "")))
+            elif kind == "transcription.done":
+                done = self.from_wire(event)
+                yield TextDone(done.text, done.usage)
+                return
+            elif kind == "error" or isinstance(event.get("error"), dict):
+                error = event.get("error")
+                detail: dict[str, Any] = error if isinstance(error, dict) else event
+                raise ProviderFailed(
+                    self.upstream.redact(str(detail.get("message", "stream error"))),
+                    provider=self.name,
+                    is_bifrost_error=False,
+                )
+        raise ProviderFailed(
+            "mistral ended the stream before its done event.", code="stream_truncated", provider=self.name
+        )
 
     def from_wire(self, body: Any) -> Transcript:
         if not isinstance(body, dict) or not isinstance(body.get("text"), str):

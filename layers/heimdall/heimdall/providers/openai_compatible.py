@@ -9,6 +9,7 @@ through the one canonical transcript.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from heimdall.config import KeyConfig, ProviderConfig
@@ -19,12 +20,15 @@ from heimdall.core.types import (
     Logprob,
     ResponseFormat,
     Segment,
+    StreamEvent,
+    TextDelta,
+    TextDone,
     Transcript,
     TranscriptionRequest,
     Usage,
     Word,
 )
-from heimdall.providers.base import Capabilities
+from heimdall.providers.base import Capabilities, stream_from_transcript
 from heimdall.providers.upstream import Call, Upstream, choose_key, openai_error_message
 
 SEGMENT_FORMATS = frozenset({ResponseFormat.SRT, ResponseFormat.VTT, ResponseFormat.VERBOSE_JSON})
@@ -89,7 +93,7 @@ def transcript_from_openai(body: Any, provider: str) -> Transcript:
         words = [Word(word=str(w["word"]), start=float(w["start"]), end=float(w["end"])) for w in body["words"]]
     logprobs = None
     if isinstance(body.get("logprobs"), list):
-        logprobs = [Logprob(token=lp["token"], logprob=lp["logprob"], bytes=lp.get("bytes")) for lp in body["logprobs"]]
+        logprobs = _logprobs(body["logprobs"])
     usage = None
     if isinstance(body.get("usage"), dict) and body["usage"].get("type") in ("tokens", "duration"):
         raw = body["usage"]
@@ -124,7 +128,7 @@ class OpenAICompatibleProvider:
     def capabilities(self, model: str) -> Capabilities:
         return Capabilities()
 
-    def url(self, key: KeyConfig, model: str) -> str:
+    def url(self, key: KeyConfig | None, model: str) -> str:
         return self.upstream.base_url + self.path
 
     def auth_headers(self, key: KeyConfig) -> dict[str, str]:
@@ -133,18 +137,62 @@ class OpenAICompatibleProvider:
     def params(self, key: KeyConfig) -> dict[str, str] | None:
         return None
 
-    def transcribe(self, model: str, request: TranscriptionRequest, audio: AudioInput, call: Call) -> Transcript:
+    def _post(self, model: str, fields: list[tuple[str, str]], audio: AudioInput, call: Call, *, stream: bool) -> Any:
         key = choose_key(self.name, self.config.keys, model) if self.config.keys else None
-        body = multipart(openai_fields(model, request, upstream_format(request)), audio)
-        headers = {"Content-Type": body.content_type, "Accept": "application/json"}
+        body = multipart(fields, audio)
+        headers = {"Content-Type": body.content_type, "Accept": "text/event-stream" if stream else "application/json"}
         if key is not None:
             headers.update(self.auth_headers(key))
-        response = self.upstream.post(
-            self.url(key, model) if key is not None else self.upstream.base_url + self.path,
+        return self.upstream.post(
+            self.url(key, model),
             call=call,
             headers=headers,
             params=self.params(key) if key is not None else None,
             data=body,
             message_of=openai_error_message,
+            stream=stream,
         )
+
+    def transcribe(self, model: str, request: TranscriptionRequest, audio: AudioInput, call: Call) -> Transcript:
+        response = self._post(model, openai_fields(model, request, upstream_format(request)), audio, call, stream=False)
         return transcript_from_openai(self.upstream.json(response), self.name)
+
+    def stream(self, model: str, request: TranscriptionRequest, audio: AudioInput, call: Call) -> Iterator[StreamEvent]:
+        """OpenAI's transcription stream (gpt-4o-*-transcribe), translated event by event; other models
+        answer whole, as one delta."""
+        if not self.capabilities(model).streaming:
+            return stream_from_transcript(self.transcribe(model, request, audio, call))
+        fields = [*openai_fields(model, request, "json"), ("stream", "true")]
+        response = self._post(model, fields, audio, call, stream=True)
+        return self._translate(self.upstream.sse_events(response))
+
+    def _translate(self, events: Iterator[dict[str, Any]]) -> Iterator[StreamEvent]:
+        for event in events:
+            kind = event.get("type")
+            if kind == "transcript.text.delta":
+                yield TextDelta(str(event.get("delta", "")), _logprobs(event.get("logprobs")))
+            elif kind == "transcript.text.done":
+                usage = event.get("usage")
+                yield TextDone(
+                    str(event.get("text", "")),
+                    Usage.model_validate({k: v for k, v in usage.items() if k in Usage.model_fields})
+                    if isinstance(usage, dict)
+                    else None,
+                    _logprobs(event.get("logprobs")),
+                )
+                return
+            elif isinstance(event.get("error"), dict):
+                raise ProviderFailed(
+                    self.upstream.redact(str(event["error"].get("message", "stream error"))),
+                    provider=self.name,
+                    is_bifrost_error=False,
+                )
+        raise ProviderFailed(
+            f"{self.name} ended the stream before its done event.", code="stream_truncated", provider=self.name
+        )
+
+
+def _logprobs(raw: Any) -> list[Logprob] | None:
+    if not isinstance(raw, list):
+        return None
+    return [Logprob(token=lp["token"], logprob=lp["logprob"], bytes=lp.get("bytes")) for lp in raw]

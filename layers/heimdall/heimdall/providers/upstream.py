@@ -14,7 +14,7 @@ import random
 import re
 import threading
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -104,13 +104,19 @@ class Upstream:
         message_of: MessageOf,
         params: Mapping[str, str] | None = None,
         data: Any = None,
+        stream: bool = False,
     ) -> requests.Response:
         """POST and return a 2xx response, or raise the mapped error."""
         import requests
 
         try:
             response = self.session.post(
-                url, params=params, data=data, headers=dict(headers), timeout=(min(call.timeout, 10.0), call.timeout)
+                url,
+                params=params,
+                data=data,
+                headers=dict(headers),
+                timeout=(min(call.timeout, 10.0), call.timeout),
+                stream=stream,
             )
         except requests.Timeout:
             raise ProviderTimeout(
@@ -167,6 +173,37 @@ class Upstream:
                 provider=self.provider,
                 is_bifrost_error=False,
             ) from None
+
+    def sse_events(self, response: requests.Response) -> Iterator[dict[str, Any]]:
+        """The JSON objects of a server-sent event stream (``data: {...}`` lines; ``[DONE]`` ends it)."""
+        import requests
+
+        try:
+            for line in response.iter_lines(decode_unicode=False):
+                if not line.startswith(b"data:"):
+                    continue
+                data = line[5:].strip()
+                if data == b"[DONE]":
+                    return
+                try:
+                    event = json.loads(data)
+                except ValueError:
+                    raise ProviderFailed(
+                        f"{self.provider} sent a stream event that is not JSON.",
+                        code="invalid_provider_response",
+                        provider=self.provider,
+                        is_bifrost_error=False,
+                    ) from None
+                if isinstance(event, dict):
+                    yield event
+        except requests.RequestException as exc:
+            raise ProviderFailed(
+                f"{self.provider} dropped the stream ({type(exc).__name__}).",
+                code="provider_unreachable",
+                provider=self.provider,
+            ) from None
+        finally:
+            response.close()
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
