@@ -277,7 +277,75 @@ def overhead() -> dict[str, Any]:
     return results
 
 
+def speech_wav(seconds: float) -> bytes:
+    """The committed speech fixtures decoded and tiled, with a second of silence between them,
+    to at least ``seconds`` of 16 kHz mono WAV."""
+    import av
+    import numpy as np
+
+    clips = []
+    for name in ("story.ogg", "fox.flac", "hello.wav"):
+        with av.open(str(AUDIO / name)) as container:
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=16000)
+            frames = [f for frame in container.decode(audio=0) for f in resampler.resample(frame)]
+            clips.append(np.concatenate([f.to_ndarray().reshape(-1) for f in frames]))
+    silence = np.zeros(16000, dtype=np.int16)
+    pieces: list[Any] = []
+    total = 0
+    while total < seconds * 16000:
+        clip = clips[len(pieces) // 2 % len(clips)]
+        pieces += [clip, silence]
+        total += len(clip) + len(silence)
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes(np.concatenate(pieces)[: int(seconds * 16000)].astype(np.int16).tobytes())
+    return buffer.getvalue()
+
+
+def first_delta(runs: int = 3) -> dict[str, Any]:
+    """stream=true on a 60-second speech file through the local engine under uvicorn (python -m
+    heimdall): time to the first transcript.text.delta against the time to the whole stream."""
+    audio = speech_wav(60)
+    port = _free_port()
+    env = {**os.environ, "PORT": str(port), "POWERTOOLS_LOG_LEVEL": "WARNING"}
+    env.pop("HEIMDALL_CONFIG", None)
+    process = subprocess.Popen([sys.executable, "-m", "heimdall"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    firsts, totals = [], []
+    try:
+        _wait_healthy(f"http://127.0.0.1:{port}/health", process)
+        with httpx.Client(timeout=300) as client:
+            for index in range(runs + 1):  # the first run also loads the model: not counted
+                started = time.perf_counter()
+                first = None
+                with client.stream(
+                    "POST",
+                    f"http://127.0.0.1:{port}/v1/audio/transcriptions",
+                    files={"file": ("speech.wav", audio, "audio/wav")},
+                    data={"model": "whisper-1", "stream": "true"},
+                ) as response:
+                    for line in response.iter_lines():
+                        if first is None and "transcript.text.delta" in line:
+                            first = time.perf_counter() - started
+                total = time.perf_counter() - started
+                if index and first is not None:
+                    firsts.append(first)
+                    totals.append(total)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    return {
+        "audio seconds": round(len(audio) / 32000, 1),
+        "time to first delta s (median)": round(statistics.median(firsts), 2),
+        "time to done s (median)": round(statistics.median(totals), 2),
+        "first delta / total": round(statistics.median(firsts) / statistics.median(totals), 2),
+    }
+
+
 ALL: dict[str, Callable[[], dict[str, Any]]] = {
+    "first_delta": first_delta,
     "overhead": overhead,
     "cold_start": cold_start,
     "make_run": make_run,
