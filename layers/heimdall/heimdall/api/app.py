@@ -16,10 +16,12 @@ from heimdall.api.auth import Gatekeeper
 from heimdall.api.context import RequestContextMiddleware, error_response
 from heimdall.api.routes import add_routes
 from heimdall.api.schemas import component_schemas
+from heimdall.api.uploads import add_upload_routes
 from heimdall.config import GatewayConfig, load_config
 from heimdall.core.errors import HeimdallError, InvalidRequest, error_for_status
 from heimdall.providers.registry import build_providers
 from heimdall.routing import Router
+from heimdall.storage import AudioBucket
 
 
 def create_app(config: GatewayConfig | None = None) -> FastAPI:
@@ -34,6 +36,8 @@ def create_app(config: GatewayConfig | None = None) -> FastAPI:
     app.state.config = config
     app.state.router = Router(config, build_providers(config))
     app.state.gatekeeper = Gatekeeper(config)
+    bucket_name = os.environ.get("HEIMDALL_AUDIO_BUCKET")
+    app.state.bucket = AudioBucket(bucket_name) if bucket_name else None
 
     @app.exception_handler(HeimdallError)
     async def _heimdall_error(request: Request, exc: HeimdallError) -> JSONResponse:
@@ -55,6 +59,7 @@ def create_app(config: GatewayConfig | None = None) -> FastAPI:
 
     app.add_middleware(RequestContextMiddleware)
     add_routes(app)
+    add_upload_routes(app)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

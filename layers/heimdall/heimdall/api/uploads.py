@@ -1,0 +1,225 @@
+"""Large audio, asynchronously: ``POST /v1/uploads`` hands out a presigned S3 POST and records the
+job's parameters; ``GET /v1/transcriptions/{job_id}`` reports the job and, once done, serves the
+transcript in any response_format.
+
+API Gateway caps a request at 6 MB; the presigned POST goes straight to S3 (up to
+``client_config.max_upload_size_mb``), and the ingest function picks the file up from there.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.concurrency import run_in_threadpool
+
+from heimdall.api.auth import Gatekeeper
+from heimdall.api.context import request_log
+from heimdall.api.form import build_request
+from heimdall.api.multipart import safe_filename
+from heimdall.api.schemas import ERROR_RESPONSES
+from heimdall.config import GatewayConfig
+from heimdall.core.errors import InvalidRequest, NotFound, UnsupportedMediaType
+from heimdall.core.formats import PLAIN_TEXT_FORMATS, render_json, render_plain, render_verbose_json
+from heimdall.core.types import ResponseFormat, Transcript, TranscriptionRequest
+from heimdall.jobs import new_job_id, now
+from heimdall.storage import INCOMING, AudioBucket, manifest_key, require_bucket, status_key
+
+UPLOAD_URL_SECONDS = 900
+_MAX_BODY = 64 * 1024
+
+
+def _fields(document: dict[str, Any]) -> list[tuple[str, str]]:
+    """The JSON parameters as form fields, so one validator serves both."""
+    fields: list[tuple[str, str]] = []
+    for name, value in document.items():
+        values = value if isinstance(value, list) else [value]
+        for item in values:
+            if isinstance(item, bool):
+                item = "true" if item else "false"
+            if not isinstance(item, str | int | float):
+                raise InvalidRequest(f"Field '{name}' must be a string, number or list of them.", param=name)
+            fields.append((name, str(item)))
+    return fields
+
+
+async def create_upload(request: Request) -> JSONResponse:
+    log = request_log(request.scope)
+    gatekeeper: Gatekeeper = request.app.state.gatekeeper
+    key = gatekeeper.authenticate(request.headers)
+    if key is not None:
+        log["key_id"] = key.id
+    bucket = require_bucket(request.app.state.bucket)
+    config: GatewayConfig = request.app.state.config
+    if not request.headers.get("content-type", "").startswith("application/json"):
+        raise UnsupportedMediaType('POST /v1/uploads takes a JSON object: {"filename": ..., "model": ..., ...}.')
+    raw = await request.body()
+    if len(raw) > _MAX_BODY:
+        raise InvalidRequest("The upload request is too large; it carries parameters, not audio.")
+    try:
+        document = json.loads(raw)
+    except ValueError:
+        raise InvalidRequest("The body is not valid JSON.", code="invalid_json") from None
+    if not isinstance(document, dict):
+        raise InvalidRequest("The body must be a JSON object.", code="invalid_json")
+    filename = document.pop("filename", None)
+    if not isinstance(filename, str) or not filename.strip():
+        raise InvalidRequest(
+            "Missing required parameter: 'filename'.", param="filename", code="missing_required_parameter"
+        )
+    if document.get("stream") not in (None, False, "false"):
+        raise InvalidRequest("A job's result is fetched when it is done; stream is not available here.", param="stream")
+    fields = _fields(document)
+    transcription = build_request(fields, path_model=None)
+    gatekeeper.authorize(key, [transcription.model, *transcription.fallbacks])
+    request.app.state.router.resolve_targets(transcription.model, transcription.fallbacks)  # 404 now, not later
+    log.update(model=transcription.model)
+
+    job_id = new_job_id()
+    object_key = f"{INCOMING}{job_id}/{safe_filename(filename)}"
+    max_bytes = int(config.client_config.max_upload_size_mb * 1024 * 1024)
+    manifest = {"job_id": job_id, "filename": filename, "key": object_key, "key_id": key.id if key else None,
+                "created_at": now(), "fields": fields}  # fmt: skip
+
+    def prepare() -> dict[str, Any]:
+        bucket.put_json(manifest_key(job_id), manifest)
+        bucket.put_json(status_key(job_id), {"job_id": job_id, "status": "queued", "created_at": now(),
+                                             "updated_at": now(), "key": object_key})  # fmt: skip
+        return bucket.presigned_upload(object_key, max_bytes, UPLOAD_URL_SECONDS)
+
+    post = await run_in_threadpool(prepare)
+    log["job_id"] = job_id
+    return JSONResponse(
+        {
+            "job_id": job_id,
+            "status": "queued",
+            "upload": {
+                "url": post["url"],
+                "fields": post["fields"],
+                "method": "POST",
+                "file_field": "file",
+                "max_bytes": max_bytes,
+                "expires_in": UPLOAD_URL_SECONDS,
+            },
+            "status_url": f"/v1/transcriptions/{job_id}",
+        },
+        status_code=201,
+    )
+
+
+async def get_job(request: Request) -> Response:
+    job_id: str = request.path_params["job_id"]
+    gatekeeper: Gatekeeper = request.app.state.gatekeeper
+    key = gatekeeper.authenticate(request.headers)
+    bucket: AudioBucket = require_bucket(request.app.state.bucket)
+    status = await run_in_threadpool(bucket.get_json, status_key(job_id)) if len(job_id) <= 64 else None
+    manifest = await run_in_threadpool(bucket.get_json, manifest_key(job_id)) if status else None
+    if status is None or (key is not None and (manifest or {}).get("key_id") not in (None, key.id)):
+        raise NotFound(f"No transcription job '{job_id[:64]}'.", param="job_id", code="job_not_found")
+    if status["status"] != "succeeded":
+        return JSONResponse(status)
+    document = await run_in_threadpool(bucket.get_json, status["transcript_key"])
+    if document is None:  # the status says done but the transcript is not readable yet
+        return JSONResponse({**status, "status": "running"})
+    transcript = Transcript.model_validate(document["transcript"])
+    # Without ?response_format the answer stays JSON (the status with the text), so polling is simple.
+    fmt_text = request.query_params.get("response_format") or "json"
+    try:
+        fmt = ResponseFormat(fmt_text)
+    except ValueError:
+        raise InvalidRequest(f"Unknown response_format '{fmt_text[:20]}'.", param="response_format") from None
+    if fmt in PLAIN_TEXT_FORMATS:
+        return PlainTextResponse(render_plain(transcript, fmt, document["provider"]))
+    words = "word" in document["request"].get("timestamp_granularities", [])
+    view = TranscriptionRequest(
+        model=document["request"]["model"],
+        response_format=fmt,
+        timestamp_granularities=frozenset({"word"}) if words else frozenset(),  # type: ignore[arg-type]
+    )
+    body = (
+        render_verbose_json(transcript, view) if fmt is ResponseFormat.VERBOSE_JSON else render_json(transcript, view)
+    )
+    body.update(
+        job_id=job_id,
+        status="succeeded",
+        extra_fields={
+            "request_type": "transcription",
+            "provider": document["provider"],
+            "model_requested": view.model,
+            "model_deployment": document["model_deployment"],
+            "fallback_index": document["fallback_index"],
+            "chunk_index": 0,
+        },
+    )
+    return JSONResponse(body)
+
+
+UPLOAD_BODY = {
+    "required": True,
+    "content": {"application/json": {"schema": {
+        "type": "object",
+        "required": ["filename"],
+        "properties": {
+            "filename": {"type": "string", "description": "The audio file's name (kept for the provider)."},
+            "model": {"type": "string"}, "language": {"type": "string"}, "prompt": {"type": "string"},
+            "response_format": {"type": "string", "enum": ["json", "text", "srt", "verbose_json", "vtt"]},
+            "temperature": {"type": "number", "minimum": 0, "maximum": 1},
+            "timestamp_granularities": {"type": "array", "items": {"type": "string", "enum": ["word", "segment"]}},
+            "fallbacks": {"type": "array", "items": {"type": "string"}},
+        },
+    }}},
+}  # fmt: skip
+
+
+def add_upload_routes(app: FastAPI) -> None:
+    app.add_api_route(
+        "/v1/uploads",
+        create_upload,
+        methods=["POST"],
+        tags=["Jobs"],
+        response_model=None,
+        operation_id="createUpload",
+        summary="Start a transcription job: get a presigned S3 upload",
+        openapi_extra={
+            "requestBody": UPLOAD_BODY,
+            "responses": {
+                "201": {
+                    "description": "The job, and the presigned POST to upload its file with",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                **ERROR_RESPONSES,
+            },
+        },
+    )
+    app.add_api_route(
+        "/v1/transcriptions/{job_id}",
+        get_job,
+        methods=["GET"],
+        tags=["Jobs"],
+        response_model=None,
+        operation_id="getTranscriptionJob",
+        summary="A job's status, and its transcript once done",
+        openapi_extra={
+            "parameters": [
+                {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                {
+                    "name": "response_format",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "string", "enum": ["json", "text", "srt", "verbose_json", "vtt"]},
+                },
+            ],
+            "responses": {
+                "200": {
+                    "description": "The status; once succeeded, the transcript in the asked format",
+                    "content": {
+                        "application/json": {"schema": {"type": "object"}},
+                        "text/plain": {"schema": {"type": "string"}},
+                    },
+                },
+                **ERROR_RESPONSES,
+            },
+        },
+    )

@@ -1,0 +1,204 @@
+"""Large audio, asynchronously: a presigned upload to a real HTTP S3 endpoint (moto's server),
+the S3 event AWS would send (built from events/s3-put-incoming.json), the ingest handler, and the
+job's status and transcript through the API — exactly once, nothing lost."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote_plus
+
+import boto3
+import httpx
+import pytest
+import requests
+
+from heimdall.api.app import create_app
+from heimdall.config import GatewayConfig, load_config
+from tests.fakes.base import Fault
+from tests.support.aws import moto_endpoint
+from tests.support.lambda_events import EVENTS, LambdaContext
+from tests.support.servers import serve, wait_until
+from tests.support.speech import FILES, wer
+from tests.support.upstreams import Upstreams
+
+BUCKET = "heimdall-audio-test"
+TABLE = "heimdall-idempotency-test"
+FILENAME = "team sync + notes.wav"
+
+
+@pytest.fixture(scope="module")
+def aws() -> Iterator[dict[str, str]]:
+    with moto_endpoint():
+        boto3.client("s3").create_bucket(Bucket=BUCKET)
+        boto3.client("dynamodb").create_table(
+            TableName=TABLE,
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        queue = boto3.client("sqs").create_queue(QueueName="heimdall-dlq-test")["QueueUrl"]
+        env = {"HEIMDALL_AUDIO_BUCKET": BUCKET, "HEIMDALL_IDEMPOTENCY_TABLE": TABLE, "HEIMDALL_DLQ_URL": queue}
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            yield env
+        finally:
+            for k, v in saved.items():
+                os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+
+
+def s3_event(key: str, size: int, etag: str) -> dict[str, Any]:
+    event = copy.deepcopy(json.loads((EVENTS / "s3-put-incoming.json").read_text()))
+    record = event["Records"][0]["s3"]
+    record["bucket"].update(name=BUCKET, arn=f"arn:aws:s3:::{BUCKET}")
+    record["object"].update(key=quote_plus(key, safe="/"), size=size, eTag=etag)
+    return event
+
+
+def upload(gateway: str, audio: bytes, **parameters: Any) -> tuple[str, str]:
+    """POST /v1/uploads, then the presigned POST with plain requests; returns (job id, object key)."""
+    job = httpx.post(f"{gateway}/v1/uploads", json={"filename": FILENAME, **parameters}).json()
+    assert job["status"] == "queued"
+    post = job["upload"]
+    response = requests.post(post["url"], data=post["fields"], files={"file": (FILENAME, audio)}, timeout=30)
+    assert response.status_code in (200, 204), response.text
+    return job["job_id"], post["fields"]["key"]
+
+
+def deliver(handler: Any, key: str) -> dict[str, Any]:
+    head = boto3.client("s3").head_object(Bucket=BUCKET, Key=key)
+    result: dict[str, Any] = handler(s3_event(key, head["ContentLength"], head["ETag"].strip('"')), LambdaContext())
+    return result
+
+
+def ingest_with(config_path: Path | None) -> Any:
+    from heimdall.jobs import ingest_handler
+
+    if config_path is None:
+        os.environ.pop("HEIMDALL_CONFIG", None)
+    else:
+        os.environ["HEIMDALL_CONFIG"] = str(config_path)
+    try:
+        return ingest_handler()
+    finally:
+        os.environ.pop("HEIMDALL_CONFIG", None)
+
+
+def poll(gateway: str, job_id: str) -> dict[str, Any]:
+    wait_until(
+        lambda: httpx.get(f"{gateway}/v1/transcriptions/{job_id}").json()["status"] in ("succeeded", "failed"),
+        what="the job to finish",
+    )
+    body: dict[str, Any] = httpx.get(f"{gateway}/v1/transcriptions/{job_id}").json()
+    return body
+
+
+@pytest.mark.engine
+def test_upload_event_transcribe_and_fetch_srt(aws: dict[str, str]) -> None:
+    audio = FILES["hello"].read_bytes()
+    with serve(create_app(GatewayConfig())) as gateway:
+        job_id, key = upload(gateway, audio, model="whisper-1", response_format="srt")
+        assert key == f"incoming/{job_id}/{FILENAME}"
+        assert httpx.get(f"{gateway}/v1/transcriptions/{job_id}").json()["status"] == "queued"
+        result = deliver(ingest_with(None), key)
+        assert result["jobs"][0]["status"] == "succeeded"
+        status = poll(gateway, job_id)
+        assert status["status"] == "succeeded"
+        srt_text = httpx.get(f"{gateway}/v1/transcriptions/{job_id}", params={"response_format": "srt"}).text
+        assert srt_text.startswith("1\n00:00:00,000 --> ")
+        verbose = httpx.get(f"{gateway}/v1/transcriptions/{job_id}", params={"response_format": "verbose_json"}).json()
+        assert wer("hello", verbose["text"]) <= 0.35
+        assert verbose["extra_fields"]["provider"] == "local"
+    s3 = boto3.client("s3")
+    assert s3.get_object(Bucket=BUCKET, Key=f"transcripts/{job_id}.srt")["Body"].read().decode() == srt_text
+    assert s3.head_object(Bucket=BUCKET, Key=key)["ContentLength"] == len(audio)  # the upload stays
+
+
+@pytest.fixture
+def fake_config(tmp_path: Path, upstreams: Upstreams, fakes: Upstreams) -> Path:
+    path = tmp_path / "config.json"
+    network = {"base_url": upstreams.urls["openai"], "max_retries": 1, "retry_backoff_initial": 10}
+    path.write_text(json.dumps({"providers": {"openai": {"keys": [{"value": upstreams.keys["openai"]}],
+                                                         "network_config": network}}}))  # fmt: skip
+    return path
+
+
+def test_a_duplicated_event_transcribes_once(aws: dict[str, str], fake_config: Path, fakes: Upstreams) -> None:
+    handler = ingest_with(fake_config)
+    with serve(create_app(load_config(str(fake_config)))) as gateway:
+        job_id, key = upload(gateway, FILES["fox"].read_bytes(), model="openai/whisper-1")
+    first = deliver(handler, key)
+    transcript = boto3.client("s3").head_object(Bucket=BUCKET, Key=f"transcripts/{job_id}.json")
+    second = deliver(handler, key)
+    assert first == second
+    assert fakes.calls("openai") == 1
+    again = boto3.client("s3").head_object(Bucket=BUCKET, Key=f"transcripts/{job_id}.json")
+    assert again["ETag"] == transcript["ETag"]
+    assert again["LastModified"] == transcript["LastModified"]
+
+
+def test_a_job_that_keeps_failing_is_marked_failed_and_dead_lettered(
+    aws: dict[str, str], fake_config: Path, fakes: Upstreams
+) -> None:
+    fakes.fakes["openai"].always = Fault("status", 503)
+    handler = ingest_with(fake_config)
+    with serve(create_app(load_config(str(fake_config)))) as gateway:
+        job_id, key = upload(gateway, FILES["fox"].read_bytes(), model="openai/whisper-1")
+        deliver(handler, key)
+        status = poll(gateway, job_id)
+    assert status["status"] == "failed"
+    assert status["error"]["status_code"] == 502
+    assert status["error"]["extra_fields"]["provider"] == "openai"
+    assert fakes.calls("openai") == 2  # 1 + max_retries, then given up
+    messages = boto3.client("sqs").receive_message(QueueUrl=aws["HEIMDALL_DLQ_URL"], MaxNumberOfMessages=10)
+    bodies = [json.loads(m["Body"]) for m in messages.get("Messages", [])]
+    assert [b["job_id"] for b in bodies] == [job_id]
+    assert bodies[0]["error"]["error"]["code"] == "upstream_503"
+    assert boto3.client("s3").head_object(Bucket=BUCKET, Key=key)["ContentLength"] > 0  # the upload stays
+
+
+@pytest.mark.engine
+def test_a_file_dropped_without_a_manifest_uses_the_defaults(aws: dict[str, str]) -> None:
+    key = "incoming/dropbox/standup recording.flac"
+    boto3.client("s3").put_object(Bucket=BUCKET, Key=key, Body=FILES["fox"].read_bytes())
+    result = deliver(ingest_with(None), key)
+    (job,) = result["jobs"]
+    assert job["status"] == "succeeded"
+    assert job["provider"] == "local"
+
+
+def test_uploads_refuse_bad_parameters_and_unknown_jobs_are_404(aws: dict[str, str]) -> None:
+    with serve(create_app(GatewayConfig())) as gateway:
+        assert httpx.post(f"{gateway}/v1/uploads", json={"model": "whisper-1"}).status_code == 400
+        bad = httpx.post(f"{gateway}/v1/uploads", json={"filename": "a.wav", "temperature": 3})
+        assert bad.status_code == 400
+        assert bad.json()["error"]["param"] == "temperature"
+        assert (
+            httpx.post(f"{gateway}/v1/uploads", content=b"x", headers={"content-type": "text/plain"}).status_code == 415
+        )
+        missing = httpx.get(f"{gateway}/v1/transcriptions/{'0' * 32}")
+        assert missing.status_code == 404
+        assert missing.json()["error"]["code"] == "job_not_found"
+
+
+def test_the_presigned_post_is_sigv4_bound_to_its_key_and_the_size_limit(aws: dict[str, str]) -> None:
+    """S3 enforces the POST policy (moto's server does not check it, so the policy itself is read)."""
+    import base64
+
+    from heimdall.config import parse_config
+
+    config = parse_config({"client_config": {"max_upload_size_mb": 1}})
+    with serve(create_app(config)) as gateway:
+        job = httpx.post(f"{gateway}/v1/uploads", json={"filename": "../x/big.wav", "model": "whisper-1"}).json()
+    fields = job["upload"]["fields"]
+    assert fields["x-amz-algorithm"] == "AWS4-HMAC-SHA256"
+    assert fields["key"] == f"incoming/{job['job_id']}/big.wav"
+    policy = json.loads(base64.b64decode(fields["policy"]))
+    assert ["content-length-range", 1, 1024 * 1024] in policy["conditions"]
+    assert {"key": fields["key"]} in policy["conditions"]
+    assert job["upload"]["max_bytes"] == 1024 * 1024
