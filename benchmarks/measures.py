@@ -277,38 +277,13 @@ def overhead() -> dict[str, Any]:
     return results
 
 
-def speech_wav(seconds: float) -> bytes:
-    """The committed speech fixtures decoded and tiled, with a second of silence between them,
-    to at least ``seconds`` of 16 kHz mono WAV."""
-    import av
-    import numpy as np
-
-    clips = []
-    for name in ("story.ogg", "fox.flac", "hello.wav"):
-        with av.open(str(AUDIO / name)) as container:
-            resampler = av.AudioResampler(format="s16", layout="mono", rate=16000)
-            frames = [f for frame in container.decode(audio=0) for f in resampler.resample(frame)]
-            clips.append(np.concatenate([f.to_ndarray().reshape(-1) for f in frames]))
-    silence = np.zeros(16000, dtype=np.int16)
-    pieces: list[Any] = []
-    total = 0
-    while total < seconds * 16000:
-        clip = clips[len(pieces) // 2 % len(clips)]
-        pieces += [clip, silence]
-        total += len(clip) + len(silence)
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(16000)
-        out.writeframes(np.concatenate(pieces)[: int(seconds * 16000)].astype(np.int16).tobytes())
-    return buffer.getvalue()
-
-
 def first_delta(runs: int = 3) -> dict[str, Any]:
     """stream=true on a 60-second speech file through the local engine under uvicorn (python -m
     heimdall): time to the first transcript.text.delta against the time to the whole stream."""
-    audio = speech_wav(60)
+    sys.path.insert(0, str(ROOT))
+    from tests.support.speech import long_speech_wav
+
+    audio = long_speech_wav(60)
     port = _free_port()
     env = {**os.environ, "PORT": str(port), "POWERTOOLS_LOG_LEVEL": "WARNING"}
     env.pop("HEIMDALL_CONFIG", None)

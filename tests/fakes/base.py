@@ -26,6 +26,14 @@ WORDS = [
 DURATION = 7.1
 
 
+def wav_seconds(data: bytes) -> float | None:
+    """The duration of a canonical PCM WAV (as Heimdall's long-audio pieces are), else None."""
+    if data[:4] != b"RIFF" or data[8:12] != b"WAVE" or data[36:40] != b"data":
+        return None
+    byte_rate = int.from_bytes(data[28:32], "little")
+    return (len(data) - 44) / byte_rate if byte_rate else None
+
+
 @dataclass
 class Recorded:
     method: str
@@ -35,6 +43,7 @@ class Recorded:
     fields: list[tuple[str, str]] = field(default_factory=list)
     file: dict[str, Any] | None = None
     json: Any = None
+    audio_seconds: float | None = None  # for a PCM WAV upload: how long it is
 
     def field(self, name: str) -> str | None:
         values = [v for k, v in self.fields if k == name]
@@ -131,6 +140,7 @@ class FakeUpstream:
                         "sha256": hashlib.sha256(data).hexdigest(),
                         "size": len(data),
                     }
+                    recorded.audio_seconds = wav_seconds(data)
                 else:
                     recorded.fields.append((name, value))
         else:

@@ -64,6 +64,8 @@ class OpenAIFake(FakeUpstream):
                 raise invalid("temperature must be a number", "temperature") from None
 
     def verbose(self, recorded: Recorded) -> dict[str, Any]:
+        if recorded.audio_seconds is not None and recorded.audio_seconds > 30:
+            return self.long_verbose(recorded.audio_seconds)
         body: dict[str, Any] = {
             "task": "transcribe",
             "language": "english",
@@ -92,6 +94,20 @@ class OpenAIFake(FakeUpstream):
         events.append(data({"type": "transcript.text.done", "text": SPOKEN, "usage": {
             "type": "tokens", "input_tokens": 71, "output_tokens": 22, "total_tokens": 93}}))  # fmt: skip
         return events
+
+    @staticmethod
+    def long_verbose(seconds: float) -> dict[str, Any]:
+        """A long recording: a sentence every 10 s, the last ending with the audio."""
+        count = max(1, int(seconds // 10))
+        segments = [
+            {"id": i, "seek": i * 1000, "start": i * 10.0, "end": min((i + 1) * 10.0, seconds),
+             "text": f" Sentence number {i + 1}."}
+            for i in range(count)
+        ]  # fmt: skip
+        segments[-1]["end"] = round(seconds, 3)
+        return {"task": "transcribe", "language": "english", "duration": round(seconds, 3),
+                "text": "".join(s["text"] for s in segments).strip(), "segments": segments,
+                "usage": {"type": "duration", "seconds": int(seconds + 0.999)}}  # fmt: skip
 
     def answer(self, recorded: Recorded) -> Response:
         model = recorded.field("model") or ""

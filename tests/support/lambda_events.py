@@ -85,9 +85,10 @@ class LambdaContext:
     aws_request_id: str = "5bd8bc5f-bd4f-4c61-8b68-5b5d3f3e0b8a"
     log_group_name: str = "/aws/lambda/heimdall-ApiFunction"
     log_stream_name: str = "2026/11/23/[$LATEST]0123456789abcdef"
+    remaining_ms: int = 29_000
 
     def get_remaining_time_in_millis(self) -> int:
-        return 29_000
+        return self.remaining_ms
 
 
 def load_api_handler() -> Any:

@@ -33,3 +33,31 @@ def wav_bytes(size: int, seed: bytes = b"") -> bytes:
         + b"data" + struct.pack("<I", payload)
     )  # fmt: skip
     return (header + seed + os.urandom(payload))[:size] if size else b""
+
+
+def long_speech_wav(seconds: float) -> bytes:
+    """The speech fixtures decoded, tiled with a second of silence between them, cut to exactly
+    ``seconds`` of 16 kHz mono 16-bit WAV: a long recording made of real speech."""
+    import io
+    import wave
+
+    import av
+    import numpy as np
+
+    clips = []
+    for path in (FILES["story"], FILES["fox"], FILES["hello"]):
+        with av.open(str(path)) as container:
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=16000)
+            frames = [f for frame in container.decode(audio=0) for f in resampler.resample(frame)]
+            clips.append(np.concatenate([f.to_ndarray().reshape(-1) for f in frames]))
+    silence = np.zeros(16000, dtype=np.int16)
+    wanted = int(seconds * 16000)
+    cycle = np.concatenate([part for clip in clips for part in (clip, silence)])
+    pcm = np.tile(cycle, wanted // len(cycle) + 1)[:wanted]
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes(pcm.astype(np.int16).tobytes())
+    return buffer.getvalue()

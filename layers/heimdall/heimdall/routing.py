@@ -13,7 +13,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from heimdall.config import PROVIDER_NAMES, GatewayConfig, NetworkConfig
 from heimdall.core.errors import (
@@ -141,7 +141,7 @@ class Router:
             )
 
     def _capability_error(
-        self, target: Target, request: TranscriptionRequest, audio: AudioInput
+        self, target: Target, request: TranscriptionRequest, audio: AudioInput, *, size_checked: bool = False
     ) -> HeimdallError | None:
         caps = self.providers[target.provider].capabilities(target.model)
         unsupported = sorted(requested_fields(request) & caps.unsupported_fields)
@@ -152,7 +152,7 @@ class Router:
                 code="unsupported_parameter",
                 provider=target.provider,
             )
-        if caps.max_file_bytes is not None and audio.size > caps.max_file_bytes:
+        if caps.max_file_bytes is not None and audio.size > caps.max_file_bytes and not size_checked:
             return PayloadTooLarge(
                 f"{target} takes files up to {caps.max_file_bytes // (1024 * 1024)} MB; this one is "
                 f"{audio.size / (1024 * 1024):.1f} MB.",
@@ -199,7 +199,7 @@ class Router:
         def call_provider(provider: Provider, target: Target, call: Call) -> Transcript:
             return provider.transcribe(target.model, request, audio, call)
 
-        transcript, target, index, attempts = self._route(request, audio, deadline, call_provider)
+        transcript, target, index, attempts = self._route(request, audio, deadline, call_provider, pieces=True)
         return RoutedTranscript(transcript, target, index, attempts)
 
     def open_stream(
@@ -224,18 +224,28 @@ class Router:
         audio: AudioInput,
         deadline: float | None,
         attempt: Callable[[Provider, Target, Call], T],
+        *,
+        pieces: bool = False,
     ) -> tuple[T, Target, int, list[Attempt]]:
+        """``pieces``: audio over a target's size limit is cut and transcribed in pieces (T is a
+        Transcript then) instead of refused."""
         if deadline is None:
             deadline = time.monotonic() + self.config.client_config.request_budget_seconds
         targets = self.resolve_targets(request.model, request.fallbacks)
         attempts: list[Attempt] = []
         primary_error: HeimdallError | None = None
         for index, target in enumerate(targets):
-            error = self._capability_error(target, request, audio)
+            limit = self.providers[target.provider].capabilities(target.model).max_file_bytes
+            in_pieces = pieces and limit is not None and audio.size > limit and pieces_available()
+            error = self._capability_error(target, request, audio, size_checked=in_pieces)
             if error is None:
-                result, error = self._try_target(target, deadline, attempts, attempt)
+                if in_pieces:
+                    assert limit is not None
+                    result, error = self._in_pieces(target, request, audio, deadline, attempts, limit)
+                else:
+                    result, error = self._try_target(target, deadline, attempts, attempt)
                 if error is None:
-                    return result, target, index, attempts  # type: ignore[return-value]
+                    return result, target, index, attempts
                 if error.client_fault:
                     error.extra["attempts"] = [a.as_dict() for a in attempts]
                     raise error
@@ -245,6 +255,32 @@ class Router:
         assert primary_error is not None  # targets is never empty
         primary_error.extra["attempts"] = [a.as_dict() for a in attempts]
         raise primary_error
+
+    def _in_pieces(
+        self,
+        target: Target,
+        request: TranscriptionRequest,
+        audio: AudioInput,
+        deadline: float,
+        attempts: list[Attempt],
+        limit: int,
+    ) -> tuple[Any, HeimdallError | None]:
+        """Each piece with its own retries; any piece failing for good fails the target."""
+        from heimdall.chunking import transcribe_in_pieces
+
+        def one_piece(piece: AudioInput) -> Transcript:
+            transcript, error = self._try_target(
+                target, deadline, attempts, lambda p, t, call: p.transcribe(t.model, request, piece, call)
+            )
+            if error is not None:
+                raise error
+            assert transcript is not None
+            return transcript
+
+        try:
+            return transcribe_in_pieces(audio, int(limit * 0.95), one_piece), None
+        except HeimdallError as exc:
+            return None, exc
 
     def _try_target(
         self,
@@ -290,6 +326,13 @@ class Router:
         return NetworkConfig(
             max_retries=0, default_request_timeout_in_seconds=self.config.client_config.request_budget_seconds
         )
+
+
+def pieces_available() -> bool:
+    """Cutting long audio needs PyAV and NumPy (the engine's dependencies, and the layer's)."""
+    import importlib.util
+
+    return importlib.util.find_spec("av") is not None and importlib.util.find_spec("numpy") is not None
 
 
 def _backoff(network: NetworkConfig, retry: int) -> float:

@@ -1,0 +1,172 @@
+"""Long audio: decode, cut at silences into pieces a provider takes, transcribe them with bounded
+parallelism, and stitch the transcripts back into one.
+
+The audio is decoded with PyAV (no ffmpeg binary) to 16 kHz mono 16-bit PCM, one frame at a time;
+at most one piece of PCM (≤ the provider's size limit) is in memory at once, and each piece is
+written to its own temporary WAV file. A cut falls at the quietest 100 ms within the last 30 s of a
+piece, so words are not split. Stitching renumbers segment ids, offsets segment and word times by
+the piece's start, and reports the whole file's duration.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import tempfile
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import IO, Any
+
+from heimdall.core.errors import InvalidRequest
+from heimdall.core.types import AudioInput, Segment, Transcript, Usage, Word
+
+RATE = 16_000
+BYTES_PER_SECOND = RATE * 2
+WAV_HEADER = 44
+SEARCH_SECONDS = 30.0
+WINDOW = RATE // 10  # 100 ms
+PARALLELISM = 4
+
+
+@dataclass
+class Piece:
+    audio: AudioInput
+    offset: float  # seconds from the start of the file
+    seconds: float
+
+
+def _wav_header(samples: int) -> bytes:
+    data = samples * 2
+    return (
+        b"RIFF" + struct.pack("<I", 36 + data) + b"WAVE"
+        + b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, RATE, BYTES_PER_SECOND, 2, 16)
+        + b"data" + struct.pack("<I", data)
+    )  # fmt: skip
+
+
+def _quietest_cut(pcm: Any, limit: int) -> int:
+    """The sample index to cut at: the start of the quietest 100 ms window in the last 30 s."""
+    import numpy as np
+
+    start = max(0, limit - int(SEARCH_SECONDS * RATE))
+    tail = pcm[start:limit].astype(np.float32)
+    windows = len(tail) // WINDOW
+    if windows < 2:
+        return limit
+    energy = np.square(tail[: windows * WINDOW].reshape(windows, WINDOW)).mean(axis=1)
+    quietest = int(np.argmin(energy[1:])) + 1  # never cut at the very start of the search span
+    return start + quietest * WINDOW + WINDOW // 2
+
+
+def _pcm_frames(source: IO[bytes]) -> Iterator[Any]:
+    import av
+    import numpy as np
+
+    try:
+        with av.open(source, mode="r") as container:
+            if not container.streams.audio:
+                raise InvalidRequest("The file has no audio stream.", param="file", code="invalid_audio")
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
+            for frame in container.decode(audio=0):
+                for out in resampler.resample(frame):
+                    yield out.to_ndarray().reshape(-1).astype(np.int16, copy=False)
+            for out in resampler.resample(None):
+                yield out.to_ndarray().reshape(-1).astype(np.int16, copy=False)
+    except av.error.FFmpegError:
+        raise InvalidRequest("The file could not be decoded as audio.", param="file", code="invalid_audio") from None
+
+
+def split(audio: AudioInput, max_bytes: int) -> Iterator[Piece]:
+    """Yield WAV pieces of at most ``max_bytes`` each, cut at silences, covering the whole file."""
+    import numpy as np
+
+    limit = (max_bytes - WAV_HEADER) // 2  # samples per piece
+    if limit < RATE * 2 * SEARCH_SECONDS:
+        raise InvalidRequest("The provider's size limit is too small to cut this audio into pieces.", param="file")
+    frames: list[Any] = []  # decoded PCM not yet written out; joined only when a piece is cut
+    buffered = 0
+    emitted = 0  # samples already written out
+
+    def piece(pcm: Any) -> Piece:
+        nonlocal emitted
+        file = tempfile.SpooledTemporaryFile(max_size=1024 * 1024)  # noqa: SIM115 - owned by the Piece
+        file.write(_wav_header(len(pcm)))
+        file.write(pcm.tobytes())
+        file.seek(0)
+        index = emitted / RATE
+        emitted += len(pcm)
+        name = f"{audio.filename.rsplit('.', 1)[0]}.part{int(index):06d}.wav"
+        return Piece(AudioInput(file, name, "audio/wav", WAV_HEADER + len(pcm) * 2), index, len(pcm) / RATE)
+
+    for frame in _pcm_frames(audio.rewind()):
+        frames.append(frame)
+        buffered += len(frame)
+        while buffered > limit:
+            buffer = np.concatenate(frames)
+            cut = _quietest_cut(buffer, limit)
+            yield piece(buffer[:cut])
+            frames = [buffer[cut:].copy()]
+            buffered = len(frames[0])
+    if buffered or not emitted:
+        yield piece(np.concatenate(frames) if frames else np.empty(0, dtype=np.int16))
+
+
+def stitch(parts: list[tuple[Piece, Transcript]], total_seconds: float) -> Transcript:
+    segments: list[Segment] = []
+    words: list[Word] = []
+    texts: list[str] = []
+    token_usage = {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
+    tokens_seen = False
+    for piece, transcript in parts:
+        offset = piece.offset
+        if transcript.text.strip():
+            texts.append(transcript.text.strip())
+        for segment in transcript.segments or []:
+            start = round(offset + segment.start, 3)
+            end = round(offset + min(segment.end, piece.seconds), 3)
+            segments.append(segment.model_copy(update={"id": len(segments), "start": start, "end": max(start, end)}))
+        for word in transcript.words or []:
+            words.append(
+                word.model_copy(update={"start": round(offset + word.start, 3), "end": round(offset + word.end, 3)})
+            )
+        if transcript.usage is not None and transcript.usage.type == "tokens":
+            tokens_seen = True
+            for name in token_usage:
+                token_usage[name] += getattr(transcript.usage, name) or 0
+    first = parts[0][1] if parts else None
+    usage = Usage(type="duration", seconds=math.ceil(total_seconds))
+    if tokens_seen:
+        usage = Usage(
+            type="tokens",
+            input_tokens=token_usage["input_tokens"],
+            output_tokens=token_usage["output_tokens"],
+            total_tokens=token_usage["total_tokens"],
+        )
+    return Transcript(
+        text=" ".join(texts),
+        language=first.language if first else None,
+        duration=round(total_seconds, 3),
+        segments=segments if any(t.segments is not None for _, t in parts) else None,
+        words=words if any(t.words is not None for _, t in parts) else None,
+        usage=usage,
+    )
+
+
+def transcribe_in_pieces(
+    audio: AudioInput, max_bytes: int, transcribe_piece: Callable[[AudioInput], Transcript]
+) -> Transcript:
+    """Cut, transcribe up to PARALLELISM pieces at a time (in order of the file), and stitch."""
+    pieces: list[Piece] = []
+    try:
+        with ThreadPoolExecutor(max_workers=PARALLELISM, thread_name_prefix="piece") as pool:
+            futures = []
+            for piece in split(audio, max_bytes):
+                pieces.append(piece)
+                futures.append(pool.submit(transcribe_piece, piece.audio))
+            results = [future.result() for future in futures]
+    finally:
+        for piece in pieces:
+            piece.audio.file.close()
+    total = pieces[-1].offset + pieces[-1].seconds if pieces else 0.0
+    return stitch(list(zip(pieces, results, strict=True)), total)
