@@ -8,6 +8,8 @@ import copy
 import itertools
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ import boto3
 import httpx
 import pytest
 import requests
+import srt
 
 from heimdall.api.app import create_app
 from heimdall.config import GatewayConfig, load_config
@@ -211,8 +214,6 @@ def test_a_60_minute_recording_is_cut_transcribed_and_stitched(
 ) -> None:
     """Against a provider that takes 25 MB at most (OpenAI's whisper-1): the 115 MB recording goes
     in pieces cut at silences, and comes back as one continuous transcript."""
-    import srt
-
     from tests.support.speech import long_speech_wav
 
     audio = long_speech_wav(3600)
@@ -238,3 +239,47 @@ def test_a_60_minute_recording_is_cut_transcribed_and_stitched(
     assert abs(cues[-1].end.total_seconds() - 3600) <= 1.0
     assert verbose["duration"] == pytest.approx(3600, abs=0.01)
     assert [s["id"] for s in verbose["segments"]] == list(range(len(verbose["segments"])))
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "heimdall"), "transcribe", *args, "--poll", "0.05"],
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+@pytest.mark.engine
+def test_cli_sends_small_files_straight_to_the_route(tmp_path: Path) -> None:
+    with serve(create_app(GatewayConfig())) as gateway:
+        process = _cli(str(FILES["fox"]), "--url", gateway, "--format", "vtt")
+        out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    assert out.startswith(b"WEBVTT")
+
+
+@pytest.mark.engine
+def test_cli_sends_large_files_through_an_upload_and_waits_for_the_job(aws: dict[str, str], tmp_path: Path) -> None:
+    from tests.support.speech import long_speech_wav
+
+    audio_path = tmp_path / "long meeting.wav"
+    audio_path.write_bytes(long_speech_wav(150))  # 4.8 MB: over what one API Gateway request carries
+    output = tmp_path / "meeting.srt"
+    handler = ingest_with(None)
+    with serve(create_app(GatewayConfig())) as gateway:
+        process = _cli(str(audio_path), "--url", gateway, "--format", "srt", "-o", str(output))
+        s3 = boto3.client("s3")
+
+        def uploaded() -> list[str]:
+            listing = s3.list_objects_v2(Bucket=BUCKET, Prefix="incoming/").get("Contents", [])
+            return [o["Key"] for o in listing if o["Key"].endswith("/long meeting.wav")]
+
+        wait_until(lambda: bool(uploaded()) or process.poll() is not None, timeout=60, what="the CLI's upload")
+        deliver(handler, uploaded()[0])
+        _, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    cues = list(srt.parse(output.read_text()))
+    assert cues
+    assert cues[-1].end.total_seconds() <= 150.5
+    assert b"upload done" in err
