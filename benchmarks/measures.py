@@ -319,7 +319,92 @@ def first_delta(runs: int = 3) -> dict[str, Any]:
     }
 
 
+INGEST_SCRIPT = """
+import json, sys, time
+sys.path.insert(0, ".")
+from heimdall.jobs import ingest_handler
+from tests.support.lambda_events import LambdaContext
+
+
+def peak_rss_kb():  # VmHWM, not ru_maxrss: ru_maxrss keeps the parent's high-water mark across fork
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
+
+
+event = json.loads(sys.stdin.read())
+handler = ingest_handler()
+started = time.perf_counter()
+result = handler(event, LambdaContext(function_name="bench-ingest", remaining_ms=900_000))
+print(json.dumps({"seconds": time.perf_counter() - started, "peak_rss_kb": peak_rss_kb(),
+                  "status": result["jobs"][0]["status"]}))
+"""
+
+
+def ingest_memory(megabytes: int = 200) -> dict[str, Any]:
+    """Peak RSS of the ingest handler (a fresh process, as a Lambda instance) transcribing a 200 MB
+    WAV from S3 (moto's server, its own process) through a provider that takes 25 MB at most."""
+    import json
+    import tempfile
+
+    import boto3
+
+    sys.path.insert(0, str(ROOT))
+    from tests.support.speech import long_speech_wav
+
+    key, moto_port, fake_port = "sk-bench-0123456789", _free_port(), _free_port()
+    processes = []
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "config.json"
+        config.write_text(json.dumps({"providers": {"openai": {"keys": [{"value": key}], "network_config": {
+            "base_url": f"http://127.0.0.1:{fake_port}", "max_retries": 0}}},
+            "client_config": {"default_model": "openai/whisper-1"}}))  # fmt: skip
+        env = {**os.environ, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto_port}", "AWS_ACCESS_KEY_ID": "testing",
+               "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+               "HEIMDALL_CONFIG": str(config), "HEIMDALL_AUDIO_BUCKET": "bench-audio",
+               "HEIMDALL_IDEMPOTENCY_TABLE": "bench-idempotency", "POWERTOOLS_LOG_LEVEL": "WARNING"}  # fmt: skip
+        try:
+            moto_server = [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(moto_port)]
+            processes.append(subprocess.Popen(moto_server, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            processes.append(subprocess.Popen([sys.executable, "-m", "benchmarks.fake_upstream", str(fake_port), key],
+                                              cwd=ROOT, stdout=subprocess.DEVNULL))  # fmt: skip
+            _wait_healthy(f"http://127.0.0.1:{moto_port}/", processes[0])
+            _wait_healthy(f"http://127.0.0.1:{fake_port}/", processes[1])
+            session = boto3.Session(
+                aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+            )
+            s3 = session.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"])
+            s3.create_bucket(Bucket="bench-audio")
+            session.client("dynamodb", endpoint_url=env["AWS_ENDPOINT_URL"]).create_table(
+                TableName="bench-idempotency",
+                KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                BillingMode="PAY_PER_REQUEST",
+            )
+            audio_key = "incoming/bench/recording.wav"
+            audio = long_speech_wav(megabytes * 1_000_000 / 32000)
+            s3.put_object(Bucket="bench-audio", Key=audio_key, Body=audio)
+            size = len(audio)
+            del audio
+            head = s3.head_object(Bucket="bench-audio", Key=audio_key)
+            event = {"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "s3": {
+                "bucket": {"name": "bench-audio", "arn": "arn:aws:s3:::bench-audio"},
+                "object": {"key": audio_key, "size": size, "eTag": head["ETag"].strip('"')}}}]}  # fmt: skip
+            run = subprocess.run([sys.executable, "-c", INGEST_SCRIPT], cwd=ROOT, env=env, input=json.dumps(event),
+                                 capture_output=True, text=True, check=True, timeout=1200)  # fmt: skip
+            result = json.loads(run.stdout.strip().splitlines()[-1])
+        finally:
+            for process in processes:
+                process.terminate()
+                process.wait(timeout=10)
+    return {
+        "object MB": round(size / 1e6, 1),
+        "job status": result["status"],
+        "ingest wall s": round(result["seconds"], 1),
+        "ingest peak RSS MB (whole process)": round(result["peak_rss_kb"] / 1024, 1),
+    }
+
+
 ALL: dict[str, Callable[[], dict[str, Any]]] = {
+    "ingest_memory": ingest_memory,
     "first_delta": first_delta,
     "overhead": overhead,
     "cold_start": cold_start,

@@ -32,6 +32,7 @@ from heimdall.providers.base import Capabilities
 from heimdall.providers.upstream import Call
 
 MODEL = "tiny.en"
+MAX_FILE_BYTES = 25 * 1024 * 1024
 ENGLISH_ONLY = frozenset({"en"})
 
 
@@ -60,7 +61,9 @@ class LocalProvider:
         return frozenset({MODEL})
 
     def capabilities(self, model: str) -> Capabilities:
-        return Capabilities(word_timestamps=True, languages=ENGLISH_ONLY)
+        # faster-whisper holds the whole decoded file (64 KB a second) in memory: longer audio is
+        # cut into pieces first, which keeps a 512 MB Lambda enough for any length.
+        return Capabilities(word_timestamps=True, languages=ENGLISH_ONLY, max_file_bytes=MAX_FILE_BYTES)
 
     @property
     def loaded(self) -> bool:
