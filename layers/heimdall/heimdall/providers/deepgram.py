@@ -14,13 +14,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from heimdall.config import ProviderConfig
 from heimdall.core.errors import ProviderFailed
 from heimdall.core.languages import language_name
 from heimdall.core.segments import segments_from_words
 from heimdall.core.types import AudioInput, Segment, Transcript, TranscriptionRequest, Usage, Word
 from heimdall.providers.base import Capabilities
-from heimdall.providers.upstream import Call, Upstream, choose_key
+from heimdall.providers.upstream import Call, HttpProvider
 
 MAX_FILE_BYTES = 2 * 1024 * 1024 * 1024
 
@@ -34,16 +33,9 @@ def deepgram_error_message(body: Any) -> str | None:
     return None
 
 
-class DeepgramProvider:
+class DeepgramProvider(HttpProvider):
     name = "deepgram"
-
-    def __init__(self, config: ProviderConfig) -> None:
-        self.config = config
-        secrets = [k.value.get_secret_value() for k in config.keys]
-        self.upstream = Upstream(self.name, config.network_config, "https://api.deepgram.com", secrets)
-
-    def models(self) -> frozenset[str] | None:
-        return None
+    default_base_url = "https://api.deepgram.com"
 
     def capabilities(self, model: str) -> Capabilities:
         return Capabilities(
@@ -52,7 +44,7 @@ class DeepgramProvider:
         )
 
     def transcribe(self, model: str, request: TranscriptionRequest, audio: AudioInput, call: Call) -> Transcript:
-        key = choose_key(self.name, self.config.keys, model)
+        key = self.key_for(model)
         params = {"model": model, "smart_format": "true", "punctuate": "true", "utterances": "true"}
         if request.language:
             params["language"] = request.language

@@ -13,14 +13,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from heimdall.config import ProviderConfig
 from heimdall.core.errors import ProviderFailed
 from heimdall.core.languages import language_name
 from heimdall.core.segments import segments_from_words
 from heimdall.core.types import AudioInput, Transcript, TranscriptionRequest, Usage, Word
 from heimdall.providers.base import Capabilities
 from heimdall.providers.openai_compatible import multipart
-from heimdall.providers.upstream import Call, Upstream, choose_key
+from heimdall.providers.upstream import Call, HttpProvider
 
 MAX_FILE_BYTES = 3 * 1024 * 1024 * 1024
 # ElevenLabs reports ISO 639-3; the names Heimdall reports come from ISO 639-1.
@@ -44,16 +43,9 @@ def elevenlabs_error_message(body: Any) -> str | None:
     return None
 
 
-class ElevenLabsProvider:
+class ElevenLabsProvider(HttpProvider):
     name = "elevenlabs"
-
-    def __init__(self, config: ProviderConfig) -> None:
-        self.config = config
-        secrets = [k.value.get_secret_value() for k in config.keys]
-        self.upstream = Upstream(self.name, config.network_config, "https://api.elevenlabs.io", secrets)
-
-    def models(self) -> frozenset[str] | None:
-        return None
+    default_base_url = "https://api.elevenlabs.io"
 
     def capabilities(self, model: str) -> Capabilities:
         return Capabilities(
@@ -61,7 +53,7 @@ class ElevenLabsProvider:
         )
 
     def transcribe(self, model: str, request: TranscriptionRequest, audio: AudioInput, call: Call) -> Transcript:
-        key = choose_key(self.name, self.config.keys, model)
+        key = self.key_for(model)
         fields: list[tuple[str, str]] = [("model_id", model), ("timestamps_granularity", "word")]
         if request.language:
             fields.append(("language_code", request.language))

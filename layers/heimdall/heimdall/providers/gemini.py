@@ -17,12 +17,11 @@ import mimetypes
 from collections.abc import Iterator
 from typing import Any
 
-from heimdall.config import ProviderConfig
 from heimdall.core.errors import InvalidRequest, ProviderFailed
 from heimdall.core.languages import LANGUAGE_NAMES
 from heimdall.core.types import AudioInput, InputTokenDetails, ResponseFormat, Transcript, TranscriptionRequest, Usage
 from heimdall.providers.base import Capabilities
-from heimdall.providers.upstream import Call, Upstream, choose_key, openai_error_message
+from heimdall.providers.upstream import Call, HttpProvider, openai_error_message
 
 MAX_FILE_BYTES = 14 * 1024 * 1024  # 20 MB request limit, base64 inflates by 4/3
 _RAW_CHUNK = 3 * 64 * 1024  # a multiple of 3: base64 chunks concatenate without padding
@@ -59,16 +58,9 @@ def streamed_body(request: TranscriptionRequest, audio: AudioInput, mime_type: s
     yield (tail + "}").encode()
 
 
-class GeminiProvider:
+class GeminiProvider(HttpProvider):
     name = "gemini"
-
-    def __init__(self, config: ProviderConfig) -> None:
-        self.config = config
-        secrets = [k.value.get_secret_value() for k in config.keys]
-        self.upstream = Upstream(self.name, config.network_config, "https://generativelanguage.googleapis.com", secrets)
-
-    def models(self) -> frozenset[str] | None:
-        return None
+    default_base_url = "https://generativelanguage.googleapis.com"
 
     def capabilities(self, model: str) -> Capabilities:
         return Capabilities(
@@ -79,7 +71,7 @@ class GeminiProvider:
         )
 
     def transcribe(self, model: str, request: TranscriptionRequest, audio: AudioInput, call: Call) -> Transcript:
-        key = choose_key(self.name, self.config.keys, model)
+        key = self.key_for(model)
         mime_type = audio.content_type
         if mime_type == "application/octet-stream":  # the client named none: go by its filename
             mime_type = mimetypes.guess_type(audio.filename)[0] or mime_type

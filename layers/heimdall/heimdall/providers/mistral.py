@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from heimdall.config import ProviderConfig
 from heimdall.core.errors import ProviderFailed
 from heimdall.core.languages import language_name
 from heimdall.core.types import (
@@ -29,7 +28,7 @@ from heimdall.core.types import (
 )
 from heimdall.providers.base import Capabilities
 from heimdall.providers.openai_compatible import SEGMENT_FORMATS, multipart
-from heimdall.providers.upstream import Call, Upstream, choose_key, openai_error_message
+from heimdall.providers.upstream import Call, HttpProvider, openai_error_message
 
 MAX_FILE_BYTES = 1024 * 1024 * 1024
 
@@ -44,16 +43,9 @@ def mistral_error_message(body: Any) -> str | None:
     return openai_error_message(body)
 
 
-class MistralProvider:
+class MistralProvider(HttpProvider):
     name = "mistral"
-
-    def __init__(self, config: ProviderConfig) -> None:
-        self.config = config
-        secrets = [k.value.get_secret_value() for k in config.keys]
-        self.upstream = Upstream(self.name, config.network_config, "https://api.mistral.ai", secrets)
-
-    def models(self) -> frozenset[str] | None:
-        return None
+    default_base_url = "https://api.mistral.ai"
 
     def capabilities(self, model: str) -> Capabilities:
         return Capabilities(
@@ -61,7 +53,7 @@ class MistralProvider:
         )
 
     def _post(self, model: str, request: TranscriptionRequest, audio: AudioInput, call: Call, *, stream: bool) -> Any:
-        key = choose_key(self.name, self.config.keys, model)
+        key = self.key_for(model)
         fields: list[tuple[str, str]] = [("model", model)]
         if request.language:
             fields.append(("language", request.language))

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from heimdall.config import KeyConfig, ProviderConfig
+from heimdall.config import KeyConfig
 from heimdall.core.errors import ProviderFailed
 from heimdall.core.languages import language_name
 from heimdall.core.types import (
@@ -29,7 +29,7 @@ from heimdall.core.types import (
     Word,
 )
 from heimdall.providers.base import Capabilities, stream_from_transcript
-from heimdall.providers.upstream import Call, Upstream, choose_key, openai_error_message
+from heimdall.providers.upstream import Call, HttpProvider, openai_error_message
 
 SEGMENT_FORMATS = frozenset({ResponseFormat.SRT, ResponseFormat.VTT, ResponseFormat.VERBOSE_JSON})
 
@@ -110,20 +110,11 @@ def transcript_from_openai(body: Any, provider: str) -> Transcript:
     )
 
 
-class OpenAICompatibleProvider:
+class OpenAICompatibleProvider(HttpProvider):
     """OpenAI's wire format at a configurable base URL; subclasses change URL, auth and models."""
 
     name = "openai-compatible"
-    default_base_url = ""
     path = "/v1/audio/transcriptions"
-
-    def __init__(self, config: ProviderConfig) -> None:
-        self.config = config
-        secrets = [k.value.get_secret_value() for k in config.keys]
-        self.upstream = Upstream(self.name, config.network_config, self.default_base_url, secrets)
-
-    def models(self) -> frozenset[str] | None:
-        return None  # any model id the upstream serves
 
     def capabilities(self, model: str) -> Capabilities:
         return Capabilities()
@@ -138,7 +129,7 @@ class OpenAICompatibleProvider:
         return None
 
     def _post(self, model: str, fields: list[tuple[str, str]], audio: AudioInput, call: Call, *, stream: bool) -> Any:
-        key = choose_key(self.name, self.config.keys, model) if self.config.keys else None
+        key = self.key_for(model) if self.config.keys else None
         body = multipart(fields, audio)
         headers = {"Content-Type": body.content_type, "Accept": "text/event-stream" if stream else "application/json"}
         if key is not None:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from heimdall.config import KeyConfig, NetworkConfig
+from heimdall.config import KeyConfig, NetworkConfig, ProviderConfig
 from heimdall.core.errors import (
     HeimdallError,
     InvalidRequest,
@@ -204,6 +204,24 @@ class Upstream:
             ) from None
         finally:
             response.close()
+
+
+class HttpProvider:
+    """What every HTTP provider adapter starts from: its config, its one upstream session, its keys."""
+
+    name = "http"
+    default_base_url = ""
+
+    def __init__(self, config: ProviderConfig) -> None:
+        self.config = config
+        secrets = [k.value.get_secret_value() for k in config.keys]
+        self.upstream = Upstream(self.name, config.network_config, self.default_base_url, secrets)
+
+    def models(self) -> frozenset[str] | None:
+        return None  # any model id the upstream serves
+
+    def key_for(self, model: str) -> KeyConfig:
+        return choose_key(self.name, self.config.keys, model)
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
