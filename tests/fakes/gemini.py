@@ -26,6 +26,18 @@ class GeminiFake(FakeUpstream):
     def error_body(self, status: int) -> Any:
         return {"error": {"code": status, "message": "The service is currently unavailable.", "status": "UNAVAILABLE"}}
 
+    async def record(self, request: Any) -> Recorded:
+        """Decodes the inline audio as it arrives, so every request's audio is recorded (faults included)."""
+        recorded = await super().record(request)
+        try:
+            inline = next(p["inline_data"] for p in recorded.json["contents"][0]["parts"] if "inline_data" in p)
+            audio = base64.b64decode(inline["data"], validate=True)
+            recorded.file = {"content_type": inline["mime_type"], "sha256": hashlib.sha256(audio).hexdigest(),
+                             "size": len(audio)}  # fmt: skip
+        except (KeyError, IndexError, TypeError, StopIteration, binascii.Error):
+            pass  # check() answers what Google would
+        return recorded
+
     def check(self, recorded: Recorded) -> None:
         if ROUTE.match(recorded.path) is None:
             raise google_error(404, "NOT_FOUND", f"Method not found: {recorded.path}")
@@ -36,10 +48,9 @@ class GeminiFake(FakeUpstream):
             inline = next(p["inline_data"] for p in parts if "inline_data" in p)
             audio = base64.b64decode(inline["data"], validate=True)
             assert any(isinstance(p.get("text"), str) for p in parts)
+            assert audio
         except (KeyError, IndexError, TypeError, StopIteration, binascii.Error, AssertionError):
             raise google_error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.") from None
-        recorded.file = {"content_type": inline["mime_type"], "sha256": hashlib.sha256(audio).hexdigest(),
-                         "size": len(audio)}  # fmt: skip
 
     def answer(self, recorded: Recorded) -> Response:
         return JSONResponse({

@@ -283,3 +283,36 @@ def test_cli_sends_large_files_through_an_upload_and_waits_for_the_job(aws: dict
     assert cues
     assert cues[-1].end.total_seconds() <= 150.5
     assert b"upload done" in err
+
+
+@pytest.mark.parametrize(
+    ("target", "fake", "response_format"),
+    [
+        ("azure/whisper-1", "azure", "srt"),
+        ("deepgram/nova-3", "deepgram", "vtt"),
+        ("gemini/gemini-2.5-flash", "gemini", "json"),
+    ],
+)
+def test_large_synchronous_uploads_are_staged_and_retries_reread_them(
+    aws: dict[str, str], upstreams: Upstreams, fakes: Upstreams, target: str, fake: str, response_format: str
+) -> None:
+    import hashlib
+
+    audio = FILES["fox"].read_bytes()
+    config = upstreams.config(client_config={"stage_above_mb": 0.05})
+    fakes.fakes[fake].fail_next(Fault("status", 503))
+    with serve(create_app(config)) as gateway:
+        response = httpx.post(
+            f"{gateway}/v1/audio/transcriptions",
+            files={"file": ("fox.flac", audio, "audio/flac")},
+            data={"model": target, "response_format": response_format},
+            timeout=30,
+        )
+    assert response.status_code == 200, response.text
+    request_id = response.headers["x-request-id"]
+    staged = boto3.client("s3").get_object(Bucket=BUCKET, Key=f"staged/{request_id}/fox.flac")
+    assert staged["Body"].read() == audio
+    assert staged["ContentType"] == "audio/flac"
+    calls = fakes.fakes[fake].requests
+    assert len(calls) == 2  # the 503, then the retry: both read the staged copy from S3
+    assert all(c.file is not None and c.file["sha256"] == hashlib.sha256(audio).hexdigest() for c in calls)

@@ -6,6 +6,8 @@ Layout (``HEIMDALL_AUDIO_BUCKET``):
   jobs/{job_id}/status.json        queued | running | succeeded | failed (with the error envelope)
   transcripts/{job_id}.json        the canonical transcript, written once (a conditional put)
   transcripts/{job_id}.{format}    the requested rendering (srt, vtt, txt, json)
+  staged/{request_id}/{filename}   large synchronous uploads, read from here by every retry and fallback
+                                   (expired by the bucket's lifecycle rule)
 
 boto3 is imported when the bucket is first used, and reaches AWS (or a local endpoint) through its own
 ``AWS_ENDPOINT_URL*`` variables.
@@ -13,11 +15,13 @@ boto3 is imported when the bucket is first used, and reaches AWS (or a local end
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 from typing import IO, Any
 
 from heimdall.core.errors import NotFound
+from heimdall.core.types import AudioInput
 
 INCOMING = "incoming/"
 
@@ -114,3 +118,57 @@ def require_bucket(bucket: AudioBucket | None) -> AudioBucket:
             code="jobs_not_configured",
         )
     return bucket
+
+
+class S3Object(io.RawIOBase):
+    """A seekable, read-only file over an S3 object, read with ranged GETs (wrap it in a
+    BufferedReader): what a provider adapter or PyAV reads, without a local copy."""
+
+    def __init__(self, bucket: AudioBucket, key: str, size: int) -> None:
+        super().__init__()
+        self.bucket, self.key, self.size, self.position = bucket, key, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.size}[whence]
+        self.position = max(0, base + offset)
+        return self.position
+
+    def readinto(self, buffer: Any) -> int:
+        if self.position >= self.size or len(buffer) == 0:
+            return 0
+        last = min(self.size, self.position + len(buffer)) - 1
+        body = self.bucket.s3.get_object(Bucket=self.bucket.name, Key=self.key, Range=f"bytes={self.position}-{last}")
+        data = body["Body"].read()
+        buffer[: len(data)] = data
+        self.position += len(data)
+        return len(data)
+
+
+class StagedAudio(io.BufferedReader):
+    """The staged object, buffered 1 MiB at a time; ``len()`` is its whole size, as multipart
+    encoders and ``requests`` ask of a file before streaming it."""
+
+    def __init__(self, bucket: AudioBucket, key: str, size: int) -> None:
+        super().__init__(S3Object(bucket, key, size), buffer_size=1024 * 1024)
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+
+def stage(bucket: AudioBucket, audio: AudioInput, request_id: str) -> AudioInput:
+    """Copy the upload to ``staged/`` and hand back an AudioInput that reads it from there: every
+    retry and fallback re-reads S3, and the local spooled copy is released now."""
+    key = f"staged/{request_id}/{audio.filename}"
+    bucket.s3.upload_fileobj(audio.rewind(), bucket.name, key, ExtraArgs={"ContentType": audio.content_type})
+    audio.file.close()
+    return AudioInput(StagedAudio(bucket, key, audio.size), audio.filename, audio.content_type, audio.size)

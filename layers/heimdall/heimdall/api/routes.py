@@ -29,6 +29,7 @@ from heimdall.core.formats import PLAIN_TEXT_FORMATS, render_json, render_plain,
 from heimdall.core.types import ResponseFormat, TranscriptionRequest
 from heimdall.providers.local import LocalProvider, engine_installed
 from heimdall.routing import RoutedTranscript, Router
+from heimdall.storage import AudioBucket, stage
 
 API_VERSION = re.compile(r"^(\d{4}-\d{2}-\d{2}(-preview)?|v1|latest|preview)$")
 
@@ -134,6 +135,11 @@ async def transcribe(request: Request, deployment_id: str | None, api_version: s
         if audio.size == 0:
             raise InvalidRequest("The uploaded file is empty.", param="file", code="empty_file")
         await run_in_threadpool(check_audio, audio, config.client_config.max_audio_seconds)
+        bucket: AudioBucket | None = request.app.state.bucket
+        if bucket is not None and audio.size > config.client_config.stage_above_mb * 1024 * 1024:
+            audio = await run_in_threadpool(stage, bucket, audio, request.scope["state"]["event_id"])
+            form.audio = audio  # closed with the form, as the spooled file was
+            log["staged"] = True
         if transcription.stream:
             streamed = await run_in_threadpool(router.open_stream, transcription, audio, _deadline(request))
             log.update(provider=streamed.target.provider, model_deployment=streamed.target.model,
