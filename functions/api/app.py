@@ -3,8 +3,14 @@
 Built once per execution environment (cold start), reused by every invocation after.
 """
 
+from aws_lambda_powertools import Metrics
+
 from heimdall.api.app import create_app
 from heimdall.api.lambda_adapter import lambda_handler
 from heimdall.observability import logger
 
-handler = logger.inject_lambda_context(lambda_handler(create_app()), clear_state=True)
+metrics = Metrics(namespace="Heimdall", service="heimdall")
+handler = metrics.log_metrics(
+    logger.inject_lambda_context(lambda_handler(create_app(metrics=metrics)), clear_state=True),
+    capture_cold_start_metric=True,
+)

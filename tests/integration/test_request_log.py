@@ -76,3 +76,21 @@ def test_lambda_log_line_carries_the_api_gateway_request_id_and_lambda_context(
     assert line["event_id"] == json.loads(reply.body)["event_id"] == "JKJaXmPLvHcESHA="
     assert line["function_name"] == "heimdall-ApiFunction"
     assert line["cold_start"] in (True, False)
+
+
+def test_lambda_invocations_emit_cloudwatch_metrics(
+    api_handler: Any, lambda_context: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    body = mp.body(mp.field("model", "whisper-1"), mp.field("temperature", "9"), mp.file_part(b"RIFF"))
+    reply = via_lambda(api_handler, "v1", "POST", "/v1/audio/transcriptions", body=body,
+                       headers={"content-type": mp.CONTENT_TYPE})  # fmt: skip
+    assert reply.status == 400
+    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    request_metrics = [m for m in emitted if "Requests" in m]
+    assert len(request_metrics) == 1
+    (metric,) = request_metrics
+    assert metric["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Heimdall"
+    names = {d["Name"] for d in metric["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert {"Requests", "Latency", "ClientErrors"} <= names
+    assert metric["Requests"] in (1.0, [1.0])

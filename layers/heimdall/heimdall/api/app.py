@@ -24,7 +24,7 @@ from heimdall.routing import Router
 from heimdall.storage import AudioBucket
 
 
-def create_app(config: GatewayConfig | None = None) -> FastAPI:
+def create_app(config: GatewayConfig | None = None, *, metrics: Any = None) -> FastAPI:
     """The gateway app; without a config, the one ``HEIMDALL_CONFIG`` names (or the keyless default)."""
     if config is None:
         config = load_config(os.environ.get("HEIMDALL_CONFIG"))
@@ -57,7 +57,7 @@ def create_app(config: GatewayConfig | None = None) -> FastAPI:
         param = str(first.get("loc", ["", "request"])[-1])
         return error_response(request, InvalidRequest(f"Invalid value for '{param}': {first.get('msg')}.", param=param))
 
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
     add_routes(app)
     add_upload_routes(app)
 

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from heimdall.core.errors import HeimdallError
-from heimdall.observability import logger
+from heimdall.observability import logger, record_request_metrics
 
 
 def _correlation_id(scope: Scope) -> str:
@@ -47,8 +47,9 @@ def error_response(request: Request, exc: HeimdallError) -> JSONResponse:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: Any = None) -> None:
         self.app = app
+        self.metrics = metrics  # Powertools Metrics in Lambda (flushed per invocation), else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -76,14 +77,14 @@ class RequestContextMiddleware:
                 await error_response(request, HeimdallError("Internal error."))(scope, receive, send_with_id)
         finally:
             route = scope.get("route")
-            logger.info(
-                "request",
-                extra={
-                    "event_id": event_id,
-                    "method": scope.get("method"),
-                    "route": getattr(route, "path", None),
-                    "status": status,
-                    "latency_ms": round((time.perf_counter() - started) * 1000, 1),
-                    **log,
-                },
-            )
+            facts = {
+                "event_id": event_id,
+                "method": scope.get("method"),
+                "route": getattr(route, "path", None),
+                "status": status,
+                "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+                **log,
+            }
+            logger.info("request", extra=facts)
+            if self.metrics is not None:
+                record_request_metrics(self.metrics, facts)
