@@ -11,7 +11,6 @@ marked ``failed`` with the error envelope and sent to the dead-letter queue; its
 from __future__ import annotations
 
 import tempfile
-import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -26,7 +25,7 @@ from heimdall.core.errors import HeimdallError, InvalidRequest
 from heimdall.core.formats import PLAIN_TEXT_FORMATS, render_plain
 from heimdall.core.types import AudioInput, ResponseFormat
 from heimdall.observability import logger
-from heimdall.routing import Router
+from heimdall.routing import Router, deadline_for
 from heimdall.storage import INCOMING, AudioBucket, manifest_key, status_key, transcript_key
 
 EXTENSIONS = {ResponseFormat.SRT: "srt", ResponseFormat.VTT: "vtt", ResponseFormat.TEXT: "txt"}
@@ -130,14 +129,6 @@ def _content_type(filename: str) -> str:
     return mimetypes.guess_type(filename)[0] or "application/octet-stream"
 
 
-def remaining_deadline(context: Any, budget: float) -> float:
-    remaining = getattr(context, "get_remaining_time_in_millis", None)
-    deadline = time.monotonic() + budget
-    if callable(remaining):
-        deadline = min(deadline, time.monotonic() + remaining() / 1000 - 2.0)
-    return deadline
-
-
 def ingest_handler() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     """The S3-event Lambda handler (functions/ingest/app.py), built once per execution environment.
 
@@ -178,7 +169,8 @@ def ingest_handler() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
 
     @idempotent_function(data_keyword_argument="record", persistence_store=persistence, config=idempotency)  # type: ignore[untyped-decorator]
     def run_once(record: dict[str, str]) -> dict[str, Any]:
-        deadline = remaining_deadline(current.get("context"), config.client_config.request_budget_seconds)
+        # two seconds kept back to record the job's status after the last provider call
+        deadline = deadline_for(config.client_config.request_budget_seconds, current.get("context"), 2.0)
         return runner.run(record["key"], deadline)
 
     @logger.inject_lambda_context(clear_state=True)

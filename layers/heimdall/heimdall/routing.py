@@ -230,7 +230,7 @@ class Router:
         """``pieces``: audio over a target's size limit is cut and transcribed in pieces (T is a
         Transcript then) instead of refused."""
         if deadline is None:
-            deadline = time.monotonic() + self.config.client_config.request_budget_seconds
+            deadline = deadline_for(self.config.client_config.request_budget_seconds)
         targets = self.resolve_targets(request.model, request.fallbacks)
         attempts: list[Attempt] = []
         primary_error: HeimdallError | None = None
@@ -326,6 +326,16 @@ class Router:
         return NetworkConfig(
             max_retries=0, default_request_timeout_in_seconds=self.config.client_config.request_budget_seconds
         )
+
+
+def deadline_for(budget_seconds: float, lambda_context: Any = None, reserve_seconds: float = 1.0) -> float:
+    """When a request must be answered (a ``time.monotonic()`` instant): the budget, and in Lambda
+    also the function's remaining time less a reserve to send the answer or record the result."""
+    deadline = time.monotonic() + budget_seconds
+    remaining = getattr(lambda_context, "get_remaining_time_in_millis", None)
+    if callable(remaining):
+        deadline = min(deadline, time.monotonic() + remaining() / 1000 - reserve_seconds)
+    return deadline
 
 
 def pieces_available() -> bool:

@@ -28,7 +28,7 @@ from heimdall.core.errors import InvalidRequest
 from heimdall.core.formats import PLAIN_TEXT_FORMATS, render_json, render_plain, render_verbose_json
 from heimdall.core.types import ResponseFormat, TranscriptionRequest
 from heimdall.providers.local import LocalProvider, engine_installed
-from heimdall.routing import RoutedTranscript, Router
+from heimdall.routing import RoutedTranscript, Router, deadline_for
 from heimdall.storage import AudioBucket, stage
 
 API_VERSION = re.compile(r"^(\d{4}-\d{2}-\d{2}(-preview)?|v1|latest|preview)$")
@@ -93,15 +93,8 @@ def _render(routed: RoutedTranscript, request: TranscriptionRequest, latency_ms:
 
 
 def _deadline(request: Request) -> float:
-    """When this request must be answered: the configured budget, and in Lambda the function's own
-    remaining time less a second to send the answer."""
     config: GatewayConfig = request.app.state.config
-    deadline = time.monotonic() + config.client_config.request_budget_seconds
-    context = request.scope.get("aws.context")
-    remaining = getattr(context, "get_remaining_time_in_millis", None)
-    if callable(remaining):
-        deadline = min(deadline, time.monotonic() + remaining() / 1000 - 1.0)
-    return deadline
+    return deadline_for(config.client_config.request_budget_seconds, request.scope.get("aws.context"))
 
 
 async def transcribe(request: Request, deployment_id: str | None, api_version: str | None) -> Response:
