@@ -13,6 +13,9 @@ import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from starlette.requests import Request
+
+from heimdall.api.context import request_log
 from heimdall.config import GatewayConfig
 from heimdall.core.errors import Forbidden, Unauthorized
 
@@ -43,6 +46,15 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
     return None
+
+
+def authenticate(request: Request) -> GatewayKey | None:
+    """The caller's gateway key (None when auth is off), named in the request's log line."""
+    gatekeeper: Gatekeeper = request.app.state.gatekeeper
+    key = gatekeeper.authenticate(request.headers)
+    if key is not None:
+        request_log(request.scope)["key_id"] = key.id
+    return key
 
 
 class Gatekeeper:

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from heimdall.api.audio_checks import check_audio
-from heimdall.api.auth import Gatekeeper
+from heimdall.api.auth import Gatekeeper, authenticate
 from heimdall.api.context import request_log
 from heimdall.api.form import build_request
 from heimdall.api.multipart import FormLimits, read_multipart
@@ -25,8 +25,8 @@ from heimdall.api.streaming import HEADERS as STREAM_HEADERS
 from heimdall.api.streaming import event_stream
 from heimdall.config import GatewayConfig
 from heimdall.core.errors import InvalidRequest
-from heimdall.core.formats import PLAIN_TEXT_FORMATS, render_json, render_plain, render_verbose_json
-from heimdall.core.types import ResponseFormat, TranscriptionRequest
+from heimdall.core.formats import PLAIN_TEXT_FORMATS, extra_fields, render_document, render_plain
+from heimdall.core.types import TranscriptionRequest
 from heimdall.providers.local import LocalProvider, engine_installed
 from heimdall.routing import RoutedTranscript, Router, deadline_for
 from heimdall.storage import AudioBucket, stage
@@ -76,19 +76,15 @@ def _render(routed: RoutedTranscript, request: TranscriptionRequest, latency_ms:
         return PlainTextResponse(
             body, headers={"x-heimdall-provider": target.provider, "x-heimdall-model": target.model}
         )
-    if request.response_format is ResponseFormat.VERBOSE_JSON:
-        payload = render_verbose_json(routed.transcript, request)
-    else:
-        payload = render_json(routed.transcript, request)
-    payload["extra_fields"] = {
-        "request_type": "transcription",
-        "provider": target.provider,
-        "model_requested": request.model,
-        "model_deployment": target.model,
-        "latency": latency_ms,
-        "chunk_index": 0,
-        "fallback_index": routed.fallback_index,
-    }
+    payload = render_document(routed.transcript, request)
+    payload["extra_fields"] = extra_fields(
+        provider=target.provider,
+        model_requested=request.model,
+        model_deployment=target.model,
+        fallback_index=routed.fallback_index,
+        latency=latency_ms,
+        chunk_index=0,
+    )
     return JSONResponse(payload)
 
 
@@ -100,9 +96,7 @@ def _deadline(request: Request) -> float:
 async def transcribe(request: Request, deployment_id: str | None, api_version: str | None) -> Response:
     log = request_log(request.scope)
     gatekeeper: Gatekeeper = request.app.state.gatekeeper
-    key = gatekeeper.authenticate(request.headers)  # before a byte of the body is read
-    if key is not None:
-        log["key_id"] = key.id
+    key = authenticate(request)  # before a byte of the body is read
     if api_version is not None and not API_VERSION.match(api_version):
         raise InvalidRequest(
             f"api-version '{api_version[:40]}' is not a version: use a date like 2024-06-01 "

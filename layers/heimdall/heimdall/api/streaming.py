@@ -16,6 +16,7 @@ from typing import Any
 from starlette.concurrency import iterate_in_threadpool
 
 from heimdall.core.errors import HeimdallError
+from heimdall.core.formats import extra_fields
 from heimdall.core.types import StreamEvent, TextDelta, TranscriptionRequest
 from heimdall.observability import logger
 from heimdall.routing import RoutedStream
@@ -49,13 +50,12 @@ async def event_stream(
     log: dict[str, Any],
     on_close: Callable[[], None],
 ) -> AsyncIterator[bytes]:
-    base = {
-        "request_type": "transcription",
-        "provider": routed.target.provider,
-        "model_requested": request.model,
-        "model_deployment": routed.target.model,
-        "fallback_index": routed.fallback_index,
-    }
+    base = extra_fields(
+        provider=routed.target.provider,
+        model_requested=request.model,
+        model_deployment=routed.target.model,
+        fallback_index=routed.fallback_index,
+    )
     index = 0
     try:
         yield _frame(_payload(routed.first, {**base, "chunk_index": index}))

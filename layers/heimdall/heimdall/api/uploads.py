@@ -15,14 +15,14 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
-from heimdall.api.auth import Gatekeeper
+from heimdall.api.auth import Gatekeeper, authenticate
 from heimdall.api.context import request_log
 from heimdall.api.form import build_request
 from heimdall.api.multipart import safe_filename
 from heimdall.api.schemas import ERROR_RESPONSES
 from heimdall.config import GatewayConfig
 from heimdall.core.errors import InvalidRequest, NotFound, UnsupportedMediaType
-from heimdall.core.formats import PLAIN_TEXT_FORMATS, render_json, render_plain, render_verbose_json
+from heimdall.core.formats import PLAIN_TEXT_FORMATS, extra_fields, render_document, render_plain
 from heimdall.core.types import ResponseFormat, Transcript, TranscriptionRequest
 from heimdall.jobs import new_job_id, now
 from heimdall.storage import INCOMING, AudioBucket, manifest_key, require_bucket, status_key
@@ -48,9 +48,7 @@ def _fields(document: dict[str, Any]) -> list[tuple[str, str]]:
 async def create_upload(request: Request) -> JSONResponse:
     log = request_log(request.scope)
     gatekeeper: Gatekeeper = request.app.state.gatekeeper
-    key = gatekeeper.authenticate(request.headers)
-    if key is not None:
-        log["key_id"] = key.id
+    key = authenticate(request)
     bucket = require_bucket(request.app.state.bucket)
     config: GatewayConfig = request.app.state.config
     if not request.headers.get("content-type", "").startswith("application/json"):
@@ -111,8 +109,7 @@ async def create_upload(request: Request) -> JSONResponse:
 
 async def get_job(request: Request) -> Response:
     job_id: str = request.path_params["job_id"]
-    gatekeeper: Gatekeeper = request.app.state.gatekeeper
-    key = gatekeeper.authenticate(request.headers)
+    key = authenticate(request)
     bucket: AudioBucket = require_bucket(request.app.state.bucket)
     status = await run_in_threadpool(bucket.get_json, status_key(job_id)) if len(job_id) <= 64 else None
     manifest = await run_in_threadpool(bucket.get_json, manifest_key(job_id)) if status else None
@@ -138,20 +135,17 @@ async def get_job(request: Request) -> Response:
         response_format=fmt,
         timestamp_granularities=frozenset({"word"}) if words else frozenset(),  # type: ignore[arg-type]
     )
-    body = (
-        render_verbose_json(transcript, view) if fmt is ResponseFormat.VERBOSE_JSON else render_json(transcript, view)
-    )
+    body = render_document(transcript, view)
     body.update(
         job_id=job_id,
         status="succeeded",
-        extra_fields={
-            "request_type": "transcription",
-            "provider": document["provider"],
-            "model_requested": view.model,
-            "model_deployment": document["model_deployment"],
-            "fallback_index": document["fallback_index"],
-            "chunk_index": 0,
-        },
+        extra_fields=extra_fields(
+            provider=document["provider"],
+            model_requested=view.model,
+            model_deployment=document["model_deployment"],
+            fallback_index=document["fallback_index"],
+            chunk_index=0,
+        ),
     )
     return JSONResponse(body)
 

@@ -81,6 +81,27 @@ def render_verbose_json(transcript: Transcript, request: TranscriptionRequest) -
     return body
 
 
+def render_document(transcript: Transcript, request: TranscriptionRequest) -> dict[str, Any]:
+    """The JSON body for ``json`` or ``verbose_json``."""
+    if request.response_format is ResponseFormat.VERBOSE_JSON:
+        return render_verbose_json(transcript, request)
+    return render_json(transcript, request)
+
+
+def extra_fields(
+    *, provider: str, model_requested: str, model_deployment: str, fallback_index: int, **more: Any
+) -> dict[str, Any]:
+    """Bifrost's ``extra_fields`` on a success: who served the request, plus what the caller adds."""
+    return {
+        "request_type": "transcription",
+        "provider": provider,
+        "model_requested": model_requested,
+        "model_deployment": model_deployment,
+        "fallback_index": fallback_index,
+        **more,
+    }
+
+
 def render_plain(transcript: Transcript, fmt: ResponseFormat, provider: str | None = None) -> str:
     if fmt is ResponseFormat.SRT:
         return render_srt(transcript, provider)
