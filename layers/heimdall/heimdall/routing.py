@@ -25,7 +25,7 @@ from heimdall.core.errors import (
     ProviderTimeout,
 )
 from heimdall.core.types import AudioInput, StreamEvent, Transcript, TranscriptionRequest
-from heimdall.providers.base import Provider, requested_fields, stream_events
+from heimdall.providers.base import Capabilities, Provider, requested_fields, stream_events
 from heimdall.providers.local import MODEL as LOCAL_MODEL
 from heimdall.providers.upstream import Call
 
@@ -141,9 +141,8 @@ class Router:
             )
 
     def _capability_error(
-        self, target: Target, request: TranscriptionRequest, audio: AudioInput, *, size_checked: bool = False
+        self, target: Target, caps: Capabilities, request: TranscriptionRequest, audio: AudioInput, *, in_pieces: bool
     ) -> HeimdallError | None:
-        caps = self.providers[target.provider].capabilities(target.model)
         unsupported = sorted(requested_fields(request) & caps.unsupported_fields)
         if unsupported:
             return InvalidRequest(
@@ -152,7 +151,7 @@ class Router:
                 code="unsupported_parameter",
                 provider=target.provider,
             )
-        if caps.max_file_bytes is not None and audio.size > caps.max_file_bytes and not size_checked:
+        if caps.max_file_bytes is not None and audio.size > caps.max_file_bytes and not in_pieces:
             return PayloadTooLarge(
                 f"{target} takes files up to {caps.max_file_bytes // (1024 * 1024)} MB; this one is "
                 f"{audio.size / (1024 * 1024):.1f} MB.",
@@ -235,9 +234,10 @@ class Router:
         attempts: list[Attempt] = []
         primary_error: HeimdallError | None = None
         for index, target in enumerate(targets):
-            limit = self.providers[target.provider].capabilities(target.model).max_file_bytes
+            caps = self.providers[target.provider].capabilities(target.model)
+            limit = caps.max_file_bytes
             in_pieces = pieces and limit is not None and audio.size > limit and pieces_available()
-            error = self._capability_error(target, request, audio, size_checked=in_pieces)
+            error = self._capability_error(target, caps, request, audio, in_pieces=in_pieces)
             if error is None:
                 if in_pieces:
                     assert limit is not None

@@ -123,14 +123,16 @@ class Upstream:
                 f"{self.provider} did not answer within {call.timeout:.1f} s.", provider=self.provider
             ) from None
         except requests.RequestException as exc:
-            raise ProviderFailed(
-                f"{self.provider} could not be reached or dropped the connection ({type(exc).__name__}).",
-                code="provider_unreachable",
-                provider=self.provider,
-            ) from None
+            raise self.unreachable("could not be reached or dropped the connection", exc) from None
         if response.status_code >= 400:
             raise self.error_from(response, message_of)
         return response
+
+    def unreachable(self, what: str, exc: Exception) -> ProviderFailed:
+        """A connection that failed or broke: Heimdall's own 502 (the provider said nothing)."""
+        return ProviderFailed(
+            f"{self.provider} {what} ({type(exc).__name__}).", code="provider_unreachable", provider=self.provider
+        )
 
     def error_from(self, response: requests.Response, message_of: MessageOf) -> HeimdallError:
         status = response.status_code
@@ -197,11 +199,7 @@ class Upstream:
                 if isinstance(event, dict):
                     yield event
         except requests.RequestException as exc:
-            raise ProviderFailed(
-                f"{self.provider} dropped the stream ({type(exc).__name__}).",
-                code="provider_unreachable",
-                provider=self.provider,
-            ) from None
+            raise self.unreachable("dropped the stream", exc) from None
         finally:
             response.close()
 
