@@ -88,15 +88,6 @@ class AudioBucket:
             return None
         return json.loads(body)
 
-    def exists(self, key: str) -> bool:
-        try:
-            self.s3.head_object(Bucket=self.name, Key=key)
-        except self.s3.exceptions.ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise
-        return True
-
 
 def manifest_key(job_id: str) -> str:
     return f"jobs/{job_id}/manifest.json"

@@ -83,8 +83,10 @@ async def create_upload(request: Request) -> JSONResponse:
 
     def prepare() -> dict[str, Any]:
         bucket.put_json(manifest_key(job_id), manifest)
+        # the owner's key id rides on the status, so a poll reads one object
         bucket.put_json(status_key(job_id), {"job_id": job_id, "status": "queued", "created_at": now(),
-                                             "updated_at": now(), "key": object_key})  # fmt: skip
+                                             "updated_at": now(), "key": object_key,
+                                             "key_id": manifest["key_id"]})  # fmt: skip
         return bucket.presigned_upload(object_key, max_bytes, UPLOAD_URL_SECONDS)
 
     post = await run_in_threadpool(prepare)
@@ -112,8 +114,7 @@ async def get_job(request: Request) -> Response:
     key = authenticate(request)
     bucket: AudioBucket = require_bucket(request.app.state.bucket)
     status = await run_in_threadpool(bucket.get_json, status_key(job_id)) if len(job_id) <= 64 else None
-    manifest = await run_in_threadpool(bucket.get_json, manifest_key(job_id)) if status else None
-    if status is None or (key is not None and (manifest or {}).get("key_id") not in (None, key.id)):
+    if status is None or (key is not None and status.get("key_id") not in (None, key.id)):
         raise NotFound(f"No transcription job '{job_id[:64]}'.", param="job_id", code="job_not_found")
     if status["status"] != "succeeded":
         return JSONResponse(status)

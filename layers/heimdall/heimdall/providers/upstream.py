@@ -245,7 +245,3 @@ def openai_error_message(body: Any) -> str | None:
         if isinstance(body.get("message"), str):
             return str(body["message"])
     return None
-
-
-def json_text(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
