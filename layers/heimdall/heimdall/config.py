@@ -106,7 +106,6 @@ class GatewayConfig(_Strict):
     deployments: dict[str, list[str]] = Field(default_factory=dict)
     client_config: ClientConfig = ClientConfig()
     governance: Governance = Governance()
-    configured: bool = Field(default=False, exclude=True)
 
     @field_validator("providers")
     @classmethod
@@ -168,7 +167,7 @@ def parse_config(document: Mapping[str, Any]) -> GatewayConfig:
     if local is not None:
         data["local"] = local
     try:
-        return GatewayConfig.model_validate({**data, "configured": True})
+        return GatewayConfig.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = tuple(first["loc"])
