@@ -15,7 +15,6 @@ from heimdall import __version__
 from heimdall.api.auth import Gatekeeper
 from heimdall.api.context import RequestContextMiddleware, error_response
 from heimdall.api.routes import add_routes
-from heimdall.api.schemas import component_schemas
 from heimdall.api.uploads import add_upload_routes
 from heimdall.config import GatewayConfig, load_config
 from heimdall.core.errors import HeimdallError, InvalidRequest, error_for_status
@@ -63,6 +62,8 @@ def create_app(config: GatewayConfig | None = None, *, metrics: Any = None) -> F
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
+            from heimdall.api.schemas import component_schemas
+
             document = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
             document.setdefault("components", {}).setdefault("schemas", {}).update(component_schemas())
             app.openapi_schema = document

@@ -20,7 +20,7 @@ from heimdall.api.auth import Gatekeeper, authenticate
 from heimdall.api.context import request_log
 from heimdall.api.form import build_request
 from heimdall.api.multipart import FormLimits, read_multipart
-from heimdall.api.schemas import ERROR_RESPONSES, ref
+from heimdall.api.openapi import ERROR_RESPONSES, ref
 from heimdall.api.streaming import HEADERS as STREAM_HEADERS
 from heimdall.api.streaming import event_stream
 from heimdall.config import GatewayConfig

@@ -19,7 +19,7 @@ from heimdall.api.auth import Gatekeeper, authenticate
 from heimdall.api.context import request_log
 from heimdall.api.form import build_request
 from heimdall.api.multipart import safe_filename
-from heimdall.api.schemas import ERROR_RESPONSES
+from heimdall.api.openapi import ERROR_RESPONSES
 from heimdall.config import GatewayConfig
 from heimdall.core.errors import InvalidRequest, NotFound, UnsupportedMediaType
 from heimdall.core.formats import PLAIN_TEXT_FORMATS, extra_fields, render_document, render_plain

@@ -13,7 +13,6 @@ import json
 import random
 import re
 import threading
-import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -75,6 +74,8 @@ class Upstream:
     def session(self) -> requests.Session:
         with self._lock:
             if self._session is None:
+                import urllib.request  # pulls in http.client and ssl: paid on first use, not at start-up
+
                 import requests
                 from requests.adapters import HTTPAdapter
 
