@@ -38,7 +38,13 @@ def lambda_context() -> LambdaContext:
 
 
 class LogCapture(logging.Handler):
-    """Collects the JSON lines Heimdall's logger writes, formatted exactly as Powertools emits them."""
+    """Collects the JSON lines Heimdall's logger writes, formatted exactly as Powertools emits them.
+
+    The servers are shared by many tests and a request's line is written after its response has gone,
+    so a line from an earlier test may still arrive while this one runs: read lines by the request's
+    id (``x-request-id``, the envelope's ``event_id``), waiting for them by polling — never by position
+    or count.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -47,16 +53,18 @@ class LogCapture(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         self.lines.append(self.format(record))
 
-    def records(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.lines]
+    def records(self, event_id: str | None = None) -> list[dict[str, Any]]:
+        records = [json.loads(line) for line in self.lines]
+        return [r for r in records if event_id is None or r.get("event_id") == event_id]
 
-    def requests(self, count: int = 1) -> list[dict[str, Any]]:
-        """The request log lines, once ``count`` have been written (the line follows the response)."""
-        wait_until(lambda: len(self._request_lines()) >= count, timeout=10, what=f"{count} request log line(s)")
-        return self._request_lines()
+    def request(self, event_id: str) -> dict[str, Any]:
+        """The one request log line of request ``event_id``, once it has been written."""
+        wait_until(lambda: self._request_lines(event_id), timeout=10, what=f"the request log line of {event_id}")
+        (line,) = self._request_lines(event_id)
+        return line
 
-    def _request_lines(self) -> list[dict[str, Any]]:
-        return [r for r in self.records() if r.get("message") == "request"]
+    def _request_lines(self, event_id: str) -> list[dict[str, Any]]:
+        return [r for r in self.records(event_id) if r.get("message") == "request"]
 
 
 @pytest.fixture

@@ -129,9 +129,9 @@ def test_a_failure_mid_stream_is_one_error_event(provider_gateway: str, fakes: U
     assert error["error"]["code"] == "provider_unreachable"
     assert error["status_code"] == 502
     assert error["extra_fields"]["provider"] == "openai"
-    (line,) = logs.requests()
+    line = logs.request(response.headers["x-request-id"])
     assert line["stream_error"] == "provider_unreachable"
-    assert any(r["message"] == "stream failed after it started" for r in logs.records())
+    assert any(r["message"] == "stream failed after it started" for r in logs.records(line["event_id"]))
 
     client = OpenAI(base_url=f"{provider_gateway}/openai/v1", api_key="x", max_retries=0)
     with pytest.raises(openai.APIError):

@@ -128,7 +128,7 @@ PROVIDERS = ["openai/whisper-1", "azure/whisper-1", "groq/whisper-large-v3", "mi
 def test_no_secret_in_any_response_or_log_line(provider_gateway: str, fakes: Upstreams, logs: LogCapture) -> None:
     """Every provider echoes its key in error bodies; wrong keys and failures are provoked; the key
     never reaches a response or a log line."""
-    bodies: list[str] = []
+    responses: list[httpx.Response] = []
     for name, fake in fakes.fakes.items():
         fake.echo_key_in_errors = True
         fake.key = fake.key + "-rotated"  # the gateway's key is now wrong: every call is a 401 echoing it
@@ -143,17 +143,18 @@ def test_no_secret_in_any_response_or_log_line(provider_gateway: str, fakes: Ups
             )
             assert response.status_code == 502, (target, response.text)
             assert response.json()["error"]["code"] == "provider_auth_failed"
-            bodies.append(response.text)
-            bodies.append(json.dumps(dict(response.headers)))
+            responses.append(response)
         fakes.fakes["openai"].key = fakes.keys["openai"]
         fakes.fakes["openai"].always = Fault("status", 500, body={"error": {"message": f"boom {fakes.keys['openai']}"}})
-        bodies.append(httpx.post(f"{provider_gateway}/v1/audio/transcriptions", files={"file": ("a.wav", AUDIO)},
-                                 data={"model": "openai/whisper-1"}, timeout=30).text)  # fmt: skip
-        bodies.append(httpx.get(f"{provider_gateway}/health").text)
+        responses.append(httpx.post(f"{provider_gateway}/v1/audio/transcriptions", files={"file": ("a.wav", AUDIO)},
+                                    data={"model": "openai/whisper-1"}, timeout=30))  # fmt: skip
+        responses.append(httpx.get(f"{provider_gateway}/health"))
     finally:
         for name, fake in fakes.fakes.items():
             fake.key = fakes.keys.get(name, "")
-    logs.requests(count=len(PROVIDERS) + 2)
+    for response in responses:
+        logs.request(response.headers["x-request-id"])  # every line of these requests has been written
+    bodies = [part for r in responses for part in (r.text, json.dumps(dict(r.headers)))]
     everything = "\n".join(bodies + logs.lines)
     assert "[redacted]" in everything  # the echoes were there, and were removed
     for secret in [*fakes.keys.values(), "client-secret-should-not-leak"]:
