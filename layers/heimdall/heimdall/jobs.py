@@ -17,12 +17,11 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
-from heimdall.api.audio_checks import check_audio
-from heimdall.api.form import build_request
-from heimdall.api.multipart import safe_filename
+from heimdall.audio_checks import check_audio
 from heimdall.config import GatewayConfig
 from heimdall.core.errors import HeimdallError, InvalidRequest
 from heimdall.core.formats import PLAIN_TEXT_FORMATS, render_plain
+from heimdall.core.parameters import build_request, safe_filename
 from heimdall.core.types import AudioInput, ResponseFormat
 from heimdall.observability import logger
 from heimdall.routing import Router, deadline_for

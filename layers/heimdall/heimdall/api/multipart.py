@@ -8,7 +8,6 @@ upload is held once, never as body bytes plus a copy.
 
 from __future__ import annotations
 
-import re
 import tempfile
 from dataclasses import dataclass, field
 from typing import IO
@@ -18,11 +17,11 @@ from python_multipart.multipart import MultipartParser, MultipartState, parse_op
 from starlette.requests import Request
 
 from heimdall.core.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from heimdall.core.parameters import safe_filename
 from heimdall.core.types import AudioInput
 
 FILE_FIELD = "file"
 SPOOL_BYTES = 1024 * 1024
-_UNSAFE_FILENAME = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -40,12 +39,6 @@ class UploadedForm:
     def close(self) -> None:
         if self.audio is not None:
             self.audio.file.close()
-
-
-def safe_filename(raw: str) -> str:
-    """The client's filename without directories or control characters (it is passed upstream)."""
-    name = _UNSAFE_FILENAME.sub("", raw.replace("\\", "/").rsplit("/", 1)[-1]).strip()
-    return name[:255] if name not in ("", ".", "..") else "audio"
 
 
 @dataclass

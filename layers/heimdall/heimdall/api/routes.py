@@ -15,17 +15,17 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from heimdall.api.audio_checks import check_audio
 from heimdall.api.auth import Gatekeeper, authenticate
 from heimdall.api.context import request_log
-from heimdall.api.form import build_request
 from heimdall.api.multipart import FormLimits, read_multipart
 from heimdall.api.openapi import ERROR_RESPONSES, ref
 from heimdall.api.streaming import HEADERS as STREAM_HEADERS
 from heimdall.api.streaming import event_stream
+from heimdall.audio_checks import check_audio
 from heimdall.config import GatewayConfig
 from heimdall.core.errors import InvalidRequest
 from heimdall.core.formats import PLAIN_TEXT_FORMATS, extra_fields, render_document, render_plain
+from heimdall.core.parameters import build_request
 from heimdall.core.types import TranscriptionRequest
 from heimdall.providers.local import LocalProvider, engine_installed
 from heimdall.routing import RoutedTranscript, Router, deadline_for

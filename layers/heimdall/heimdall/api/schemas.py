@@ -64,7 +64,7 @@ def component_schemas() -> dict[str, Any]:
     """The schemas the operations reference, generated on the first /openapi.json request."""
     from pydantic.json_schema import models_json_schema
 
-    from heimdall.api.form import TranscriptionForm
+    from heimdall.core.parameters import TranscriptionForm
 
     _, document = models_json_schema(
         [(TranscriptionForm, "validation"), (TranscriptionResponse, "serialization"), (ErrorEnvelope, "serialization")],

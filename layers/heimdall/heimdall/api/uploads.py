@@ -17,12 +17,11 @@ from starlette.concurrency import run_in_threadpool
 
 from heimdall.api.auth import Gatekeeper, authenticate
 from heimdall.api.context import request_log
-from heimdall.api.form import build_request
-from heimdall.api.multipart import safe_filename
 from heimdall.api.openapi import ERROR_RESPONSES
 from heimdall.config import GatewayConfig
 from heimdall.core.errors import InvalidRequest, NotFound, UnsupportedMediaType
 from heimdall.core.formats import PLAIN_TEXT_FORMATS, extra_fields, render_document, render_plain
+from heimdall.core.parameters import build_request, safe_filename
 from heimdall.core.types import ResponseFormat, Transcript, TranscriptionRequest
 from heimdall.jobs import new_job_id, now
 from heimdall.storage import INCOMING, AudioBucket, manifest_key, require_bucket, status_key

@@ -2,9 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from heimdall.api.form import build_request
-from heimdall.api.multipart import safe_filename
 from heimdall.core.errors import InvalidRequest
+from heimdall.core.parameters import build_request, safe_filename
 from heimdall.core.types import ResponseFormat, TimestampGranularity
 
 

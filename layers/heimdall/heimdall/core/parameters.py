@@ -1,4 +1,7 @@
-"""The transcription form fields of the reference, validated into a TranscriptionRequest.
+"""The transcription parameters of the reference, validated into a TranscriptionRequest.
+
+Both ways in use it: a multipart form on the API, and the parameters stored with a job. It knows
+nothing of HTTP: fields are (name, value) pairs of text.
 
 Field names and enums come from Bifrost's "Create transcription" page (which follows OpenAI's).
 List fields arrive as repeated ``name[]`` parts (what the openai SDK sends) or as plain ``name``.
@@ -7,6 +10,7 @@ List fields arrive as repeated ``name[]`` parts (what the openai SDK sends) or a
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -16,6 +20,7 @@ from heimdall.core.languages import LANGUAGE_NAMES
 from heimdall.core.types import ResponseFormat, TimestampGranularity, TranscriptionRequest
 
 LIST_FIELDS = frozenset({"timestamp_granularities", "fallbacks", "include"})
+_UNSAFE_FILENAME = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class TranscriptionForm(BaseModel):
@@ -130,3 +135,9 @@ def build_request(fields: list[tuple[str, str]], *, path_model: str | None) -> T
         include=tuple(form.include),
         chunking_strategy=form.chunking_strategy,
     )
+
+
+def safe_filename(raw: str) -> str:
+    """The client's filename without directories or control characters (it is passed upstream)."""
+    name = _UNSAFE_FILENAME.sub("", raw.replace("\\", "/").rsplit("/", 1)[-1]).strip()
+    return name[:255] if name not in ("", ".", "..") else "audio"
