@@ -14,7 +14,7 @@ import math
 import struct
 import tempfile
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -154,19 +154,45 @@ def stitch(parts: list[tuple[Piece, Transcript]], total_seconds: float) -> Trans
 
 
 def transcribe_in_pieces(
-    audio: AudioInput, max_bytes: int, transcribe_piece: Callable[[AudioInput], Transcript]
+    audio: AudioInput,
+    max_bytes: int,
+    transcribe_piece: Callable[[AudioInput], Transcript],
+    progress: Callable[[int, int | None], None] | None = None,
 ) -> Transcript:
-    """Cut, transcribe up to PARALLELISM pieces at a time (in order of the file), and stitch."""
+    """Cut, transcribe up to PARALLELISM pieces at a time, and stitch in the order of the file.
+
+    At most PARALLELISM pieces are submitted at once (one more is cut and waits), so decoding never
+    runs ahead of the provider and /tmp holds a few pieces, not the whole file. The first piece that
+    fails for good ends the job: nothing more is cut or sent, and its error is raised once the
+    pieces already in flight have returned. ``progress(done, total)`` is told after each piece
+    (``total`` is None until the last piece has been cut)."""
     pieces: list[Piece] = []
+    results: dict[int, Transcript] = {}
+    in_flight: dict[Future[Transcript], int] = {}
+    all_cut = False
+
+    def settle(block: bool) -> None:
+        done, _ = wait(in_flight, timeout=None if block else 0, return_when=FIRST_COMPLETED)
+        for future in done:
+            index = in_flight.pop(future)
+            results[index] = future.result()  # the first final failure is raised here
+            if progress is not None:
+                progress(len(results), len(pieces) if all_cut else None)
+
+    pool = ThreadPoolExecutor(max_workers=PARALLELISM, thread_name_prefix="piece")
     try:
-        with ThreadPoolExecutor(max_workers=PARALLELISM, thread_name_prefix="piece") as pool:
-            futures = []
-            for piece in split(audio, max_bytes):
-                pieces.append(piece)
-                futures.append(pool.submit(transcribe_piece, piece.audio))
-            results = [future.result() for future in futures]
+        for piece in split(audio, max_bytes):
+            pieces.append(piece)
+            settle(block=len(in_flight) >= PARALLELISM)
+            in_flight[pool.submit(transcribe_piece, piece.audio)] = len(pieces) - 1
+        all_cut = True
+        if progress is not None:
+            progress(len(results), len(pieces))
+        while in_flight:
+            settle(block=True)
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # pieces in flight finish before their files close
         for piece in pieces:
             piece.audio.file.close()
     total = pieces[-1].offset + pieces[-1].seconds if pieces else 0.0
-    return stitch(list(zip(pieces, results, strict=True)), total)
+    return stitch([(piece, results[index]) for index, piece in enumerate(pieces)], total)
