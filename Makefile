@@ -20,7 +20,7 @@ install: $(VENV)/.dev-deps
 
 ## Serve the gateway on http://127.0.0.1:$(PORT) with the embedded engine (HEIMDALL_CONFIG honoured).
 run: $(VENV)/.run-deps
-	PORT=$(PORT) $(PY) -m heimdall
+	PORT=$(PORT) exec $(PY) -m heimdall
 
 ## Lint, type-check, check the SAM template, and run the whole test suite.
 test: $(VENV)/.dev-deps lint

@@ -1,19 +1,29 @@
-"""`make run` serves the gateway: `python -m heimdall` on 127.0.0.1:$PORT, with a usable snippet."""
+"""`make run` serves the gateway: `python -m heimdall` on 127.0.0.1:$PORT, with a snippet that works
+as printed for the config in force; from `make run`'s own install; stopped quietly by Ctrl-C."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import boto3
 import httpx
 import pytest
 
+from tests.fakes.base import SPOKEN
+from tests.support.aws import moto_endpoint
+from tests.support.run_deps import run_deps_only
 from tests.support.servers import free_port, wait_until
+from tests.support.upstreams import Upstreams
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @contextmanager
@@ -30,6 +40,27 @@ def running_gateway(env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@contextmanager
+def make_run(env: dict[str, str], output: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """The real ``make run`` (its install step taken as done), in its own process group as a shell
+    runs it, writing what the user would see to ``output``."""
+    with output.open("wb") as sink:
+        process = subprocess.Popen(
+            ["make", "--no-print-directory", "-o", ".venv/.run-deps", "run", f"PY={sys.executable}"],
+            cwd=REPO,
+            env={**os.environ, **env},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(timeout=10)
 
 
 def _healthy(url: str) -> bool:
@@ -95,3 +126,78 @@ def test_a_bad_config_stops_start_up_with_a_clear_message(tmp_path: Path, docume
     assert result.returncode != 0
     assert expected in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_ctrl_c_stops_make_run_quietly(tmp_path: Path) -> None:
+    port = free_port()
+    output = tmp_path / "terminal.txt"
+    with make_run({"PORT": str(port)}, output) as process:
+        wait_until(lambda: "Try it with curl" in output.read_text(), what="the start-up snippet")
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: SIGINT to the whole group
+        process.wait(timeout=15)
+    printed = output.read_text()
+    assert "Traceback" not in printed
+    assert "KeyboardInterrupt" not in printed
+    assert "make: ***" not in printed
+    assert printed.rstrip().endswith('print(client.audio.transcriptions.create(model="whisper-1", file=audio).text)')
+
+
+def _printed_snippet(output: Path) -> tuple[str, str]:
+    """The curl command and the Python program exactly as the banner prints them."""
+    text = output.read_text()
+    curl = text.split("Try it with curl:\n", 1)[1].split("\n\n", 1)[0]
+    program = text.split("(pip install openai):\n", 1)[1].split("\n\n", 1)[0]
+    return curl, textwrap.dedent(program)
+
+
+def test_the_printed_snippet_works_as_printed_with_the_config_in_force(tmp_path: Path, upstreams: Upstreams) -> None:
+    """With aliases and gateway keys, the snippet names a configured model and the key's variable."""
+    upstreams.reset()
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({
+        "providers": {"openai": {"keys": [{"value": "env.HEIMDALL_TEST_OPENAI_KEY", "models": ["whisper-1"]}],
+                                 "network_config": {"base_url": upstreams.urls["openai"]}}},
+        "deployments": {"transcriber": ["openai/whisper-1"]},
+        "governance": {"virtual_keys": [{"id": "team", "value": "env.HEIMDALL_TEST_TEAM_KEY",
+                                         "allowed_models": ["transcriber"]}]},
+    }))  # fmt: skip
+    env = {"HEIMDALL_TEST_OPENAI_KEY": upstreams.keys["openai"], "HEIMDALL_TEST_TEAM_KEY": "hk-team-0123456789abcdef"}
+    port = free_port()
+    output = tmp_path / "terminal.txt"
+    with make_run({"PORT": str(port), "HEIMDALL_CONFIG": str(config), **env}, output):
+        wait_until(lambda: "(pip install openai)" in output.read_text(), what="the start-up snippet")
+        curl, program = _printed_snippet(output)
+        assert "deployments/transcriber/" in curl
+        assert "hk-team-0123456789abcdef" not in output.read_text()  # the variable is named, never the key
+        shell = {**os.environ, **env}
+        answer = subprocess.run(["bash", "-c", curl], cwd=REPO, env=shell, capture_output=True, text=True, timeout=60)
+        assert json.loads(answer.stdout)["text"] == SPOKEN, answer.stdout
+        run = subprocess.run([sys.executable, "-c", program], cwd=REPO, env=shell, capture_output=True, text=True,
+                             timeout=60)  # fmt: skip
+        assert run.stdout.strip() == SPOKEN, run.stderr
+    assert len(upstreams.fakes["openai"].requests) == 2
+
+
+def test_make_run_reads_an_ssm_config_and_serves_uploads_from_its_own_install(tmp_path: Path) -> None:
+    """Only the packages ``make run`` installs can be imported; the config comes from SSM and the
+    audio bucket from S3, both moto's server on loopback."""
+    with moto_endpoint() as endpoint:
+        document = {"deployments": {"meetings": ["local/tiny.en"]}}
+        boto3.client("ssm").put_parameter(Name="/heimdall/run", Value=json.dumps(document), Type="SecureString")
+        boto3.client("s3").create_bucket(Bucket="heimdall-run-audio")
+        blocker = tmp_path / "run-deps"
+        blocker.mkdir()
+        port = free_port()
+        output = tmp_path / "terminal.txt"
+        env = {"PORT": str(port), "PYTHONPATH": run_deps_only(blocker), "HEIMDALL_CONFIG": "ssm:/heimdall/run",
+               "HEIMDALL_AUDIO_BUCKET": "heimdall-run-audio", "AWS_ENDPOINT_URL": endpoint}  # fmt: skip
+        with make_run(env, output) as process:
+            base = f"http://127.0.0.1:{port}"
+            wait_until(lambda: _healthy(f"{base}/health") or process.poll() is not None, what="health")
+            assert process.poll() is None, output.read_text()
+            assert httpx.get(f"{base}/health").json()["deployments"] == document["deployments"]
+            job = httpx.post(f"{base}/v1/uploads", json={"filename": "standup.flac", "model": "meetings"}, timeout=30)
+            assert job.status_code == 201, job.text
+            status = httpx.get(f"{base}{job.json()['status_url']}", timeout=30)
+            assert status.json()["status"] == "queued"
+        assert "Traceback" not in output.read_text()

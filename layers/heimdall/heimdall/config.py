@@ -85,6 +85,8 @@ class VirtualKey(_Strict):
     id: str = Field(min_length=1)
     value: SecretStr
     allowed_models: list[str] = Field(default_factory=lambda: ["*"])
+    #: The environment variable ``value`` was read from (``env.NAME``), so messages can name it.
+    value_env: str | None = None
 
     @field_validator("value")
     @classmethod
@@ -157,10 +159,22 @@ def _json_path(loc: tuple[int | str, ...]) -> str:
     return out or "$"
 
 
+def _note_key_variables(document: Mapping[str, Any], resolved: dict[str, Any]) -> None:
+    """Record which environment variable each gateway key came from (its name, not its value)."""
+    raw = document.get("governance")
+    raw_keys = raw.get("virtual_keys") if isinstance(raw, Mapping) else None
+    keys = (resolved.get("governance") or {}).get("virtual_keys") if isinstance(raw_keys, list) else None
+    for raw_key, key in zip(raw_keys or [], keys or [], strict=False):
+        value = raw_key.get("value") if isinstance(raw_key, Mapping) else None
+        if isinstance(key, dict) and isinstance(value, str) and value.startswith("env."):
+            key["value_env"] = value[4:]
+
+
 def parse_config(document: Mapping[str, Any]) -> GatewayConfig:
     if not isinstance(document, Mapping):
         raise ConfigError("config: the document must be a JSON object")
     data = dict(_resolve_env(document, ""))
+    _note_key_variables(document, data)
     providers = dict(data.get("providers") or {})
     local = providers.pop("local", None)  # the engine's block sits with the providers, as Bifrost's do
     data["providers"] = providers

@@ -6,31 +6,79 @@ Binds to 127.0.0.1 (``PORT``, default 8080); ``HEIMDALL_CONFIG`` names the confi
 
 from __future__ import annotations
 
+import contextlib
+import fnmatch
 import os
 import sys
+from collections.abc import Iterable
+
+from heimdall.config import ConfigError, GatewayConfig, VirtualKey
 
 SNIPPET = """
 Heimdall is listening on http://{host}:{port}  (providers: {providers})
 
 Try it with curl:
-  curl -s 'http://127.0.0.1:{port}/openai/openai/deployments/whisper-1/audio/transcriptions?api-version=2024-06-01' \\
-    -H 'api-key: any' -F file=@tests/fixtures/audio/hello.wav -F response_format=json
+  curl -s 'http://127.0.0.1:{port}/openai/openai/deployments/{model}/audio/transcriptions?api-version=2024-06-01' \\
+    -H "api-key: {shell_key}" -F file=@tests/fixtures/audio/hello.wav -F response_format=json
 
 Or with the openai SDK (pip install openai):
-  from openai import AzureOpenAI
+  {python_import}from openai import AzureOpenAI
   client = AzureOpenAI(
-      azure_endpoint="http://127.0.0.1:{port}/openai", api_key="any", api_version="2024-06-01"
+      azure_endpoint="http://127.0.0.1:{port}/openai", api_key={python_key}, api_version="2024-06-01"
   )
   with open("tests/fixtures/audio/hello.wav", "rb") as audio:
-      print(client.audio.transcriptions.create(model="whisper-1", file=audio).text)
+      print(client.audio.transcriptions.create(model="{model}", file=audio).text)
 """
 
 
+def example_model(config: GatewayConfig, providers: Iterable[str], key: VirtualKey | None) -> str | None:
+    """A model the snippet can name that exists in this config and that ``key`` may use."""
+    if not config.deployments and not config.providers and "local" in providers:
+        return "whisper-1"  # the keyless default: every name means the local engine
+    candidates = [config.client_config.default_model, *config.deployments]
+    if "local" in providers:
+        candidates.append("local/tiny.en")
+    for name, provider in config.providers.items():
+        candidates += [f"{name}/{model}" for k in provider.keys for model in k.models]
+    for model in candidates:
+        if model and (key is None or any(fnmatch.fnmatchcase(model, p) for p in key.allowed_models)):
+            return model
+    return None
+
+
+def snippet(config: GatewayConfig, providers: Iterable[str], *, host: str, port: int) -> str:
+    """What to paste to make a first call, for the config in force: a model that exists, and the
+    gateway key's variable (never its value) when keys are configured."""
+    keys: list[VirtualKey | None] = [*config.governance.virtual_keys] or [None]
+    for key in keys:
+        model = example_model(config, providers, key)
+        if model is not None:
+            break
+    else:
+        return f"\nHeimdall is listening on http://{host}:{port}  (no gateway key may use a configured model)\n"
+    shell_key, python_key, python_import = "any", '"any"', ""
+    if key is not None:
+        variable = key.value_env or "HEIMDALL_KEY"
+        shell_key, python_key, python_import = f"${variable}", f'os.environ["{variable}"]', "import os\n  "
+    text = SNIPPET.format(
+        host=host, port=port, providers=", ".join(sorted(providers)) or "none", model=model,
+        shell_key=shell_key, python_key=python_key, python_import=python_import,
+    )  # fmt: skip
+    if key is not None and key.value_env is None:
+        text += f"\n(export HEIMDALL_KEY=<gateway key {key.id!r}> first)\n"
+    return text
+
+
 def main() -> None:
+    """Serve until stopped; Ctrl-C ends it quietly."""
+    with contextlib.suppress(KeyboardInterrupt):
+        serve()
+
+
+def serve() -> None:
     import uvicorn
 
     from heimdall.api.app import create_app
-    from heimdall.config import ConfigError
     from heimdall.observability import logger
 
     port = int(os.environ.get("PORT", "8080"))
@@ -39,17 +87,17 @@ def main() -> None:
         app = create_app()
     except ConfigError as exc:
         sys.exit(f"heimdall: {exc}")
-    providers = ", ".join(sorted(app.state.router.providers)) or "none"
     if not app.state.gatekeeper.enforced:
         if host not in ("127.0.0.1", "localhost", "::1"):
             sys.exit(f"heimdall: refusing to listen on {host} without gateway keys (governance.virtual_keys)")
         logger.warning("auth is off: no gateway keys are configured, so anyone who reaches 127.0.0.1 may call")
+    announcement = snippet(app.state.config, app.state.router.providers, host=host, port=port)
 
     class AnnouncingServer(uvicorn.Server):
         async def startup(self, sockets: list[object] | None = None) -> None:  # type: ignore[override]
             await super().startup(sockets=sockets)  # type: ignore[arg-type]
             if self.started:
-                print(SNIPPET.format(host=host, port=port, providers=providers), flush=True)
+                print(announcement, flush=True)
 
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
     AnnouncingServer(config).run()
