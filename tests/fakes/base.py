@@ -44,6 +44,8 @@ class Recorded:
     file: dict[str, Any] | None = None
     json: Any = None
     audio_seconds: float | None = None  # for a PCM WAV upload: how long it is
+    raw_path: str = ""  # the path as sent, before percent-decoding
+    raw_query: str = ""  # the query string as sent
 
     def field(self, name: str) -> str | None:
         values = [v for k, v in self.fields if k == name]
@@ -126,6 +128,8 @@ class FakeUpstream:
             request.url.path,
             dict(request.query_params),
             {k.lower(): v for k, v in request.headers.items()},
+            raw_path=request.scope["raw_path"].decode("latin-1"),
+            raw_query=request.scope["query_string"].decode("latin-1"),
         )
         content_type = request.headers.get("content-type", "")
         if content_type.startswith("multipart/form-data"):

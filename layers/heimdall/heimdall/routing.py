@@ -88,7 +88,8 @@ class Router:
 
     @property
     def keyless_default(self) -> bool:
-        """No aliases and no upstream providers: every model name means the local engine."""
+        """No aliases and no upstream providers: a model name without a ``provider/`` prefix
+        (``whisper-1``, what an SDK sends) means the local engine."""
         return not self.config.deployments and not self.config.providers and "local" in self.providers
 
     def resolve_targets(self, name: str, fallbacks: tuple[str, ...] = ()) -> list[Target]:
@@ -97,6 +98,14 @@ class Router:
             primary, *alias_fallbacks = [t for t in alias_targets if t is not None]
         elif (direct := parse_target(name)) is not None:
             primary, alias_fallbacks = direct, []
+        elif "/" in name:  # provider/model with a provider no one knows: never the local engine's
+            configured = ", ".join(sorted(self.providers)) or "none"
+            raise NotFound(
+                f"Unknown provider '{name.partition('/')[0]}' in '{name}': the providers are "
+                f"{', '.join(sorted(PROVIDER_NAMES))} (configured here: {configured}).",
+                param="model",
+                code="model_not_found",
+            )
         elif self.keyless_default:
             primary, alias_fallbacks = Target("local", LOCAL_MODEL), []
         else:

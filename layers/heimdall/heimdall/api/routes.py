@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import PathConvertor, register_url_convertor
 
 from heimdall.api.auth import Gatekeeper, authenticate
 from heimdall.api.context import request_log
@@ -25,13 +26,23 @@ from heimdall.audio_checks import check_audio
 from heimdall.config import GatewayConfig
 from heimdall.core.errors import InvalidRequest
 from heimdall.core.formats import PLAIN_TEXT_FORMATS, extra_fields, render_document, render_plain
-from heimdall.core.parameters import build_request
+from heimdall.core.parameters import build_request, check_model_name
 from heimdall.core.types import TranscriptionRequest
 from heimdall.providers.local import LocalProvider, engine_installed
 from heimdall.routing import RoutedTranscript, Router, deadline_for
 from heimdall.storage import AudioBucket, stage
 
 API_VERSION = re.compile(r"^(\d{4}-\d{2}-\d{2}(-preview)?|v1|latest|preview)$")
+
+
+class AnyText(PathConvertor):
+    """Starlette's ``path`` without its blind spot: ``.`` stops at a (percent-decoded) newline, so a
+    deployment id with CR/LF would be a 404 instead of the 400 that says what is wrong with it."""
+
+    regex = "(?s:.*)"
+
+
+register_url_convertor("any_text", AnyText())
 
 
 @dataclass(frozen=True)
@@ -44,7 +55,7 @@ class TranscriptionRoute:
 
 TRANSCRIPTION_ROUTES = (
     TranscriptionRoute(
-        "/openai/openai/deployments/{deployment_id:path}/audio/transcriptions",
+        "/openai/openai/deployments/{deployment_id:any_text}/audio/transcriptions",
         "azureCreateTranscription",
         "Create transcription (Azure OpenAI). The deployment id in the path names the model.",
         deployment_in_path=True,
@@ -95,6 +106,8 @@ def _deadline(request: Request) -> float:
 
 async def transcribe(request: Request, deployment_id: str | None, api_version: str | None) -> Response:
     log = request_log(request.scope)
+    if deployment_id is not None:  # the path's text reaches upstream URLs: its shape is checked first
+        check_model_name(deployment_id, "deployment-id")
     gatekeeper: Gatekeeper = request.app.state.gatekeeper
     key = authenticate(request)  # before a byte of the body is read
     if api_version is not None and not API_VERSION.match(api_version):

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from heimdall.core.errors import InvalidRequest
 from heimdall.core.languages import LANGUAGE_NAMES
+from heimdall.core.names import RULE, name_problem
 from heimdall.core.types import ResponseFormat, TimestampGranularity, TranscriptionRequest
 
 LIST_FIELDS = frozenset({"timestamp_granularities", "fallbacks", "include"})
@@ -28,7 +29,7 @@ class TranscriptionForm(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    model: str | None = Field(None, min_length=1, max_length=256, description="Deployment alias or provider/model.")
+    model: str | None = Field(None, description="Deployment alias or provider/model.")
     language: str | None = Field(None, description="Language of the audio, ISO 639-1 (e.g. `en`).")
     prompt: str | None = Field(None, max_length=16_384, description="Text to guide the model's style.")
     response_format: ResponseFormat = Field(ResponseFormat.JSON)
@@ -94,6 +95,16 @@ def _param_of(error: Any) -> str | None:
     return None
 
 
+def check_model_name(name: str, param: str) -> str:
+    """``name`` when it is a well-formed model name, else the 400 saying what shape one has.
+
+    Runs before authorization and routing: a model name reaches upstream URLs and response headers."""
+    problem = name_problem(name)
+    if problem is not None:
+        raise InvalidRequest(f"Invalid value for '{param}': {problem} ({RULE}).", param=param, code="invalid_model")
+    return name
+
+
 def build_request(fields: list[tuple[str, str]], *, path_model: str | None) -> TranscriptionRequest:
     """Validate the form; a deployment id in the path is authoritative over the ``model`` field."""
     data = _collect(fields)
@@ -116,6 +127,9 @@ def build_request(fields: list[tuple[str, str]], *, path_model: str | None) -> T
     model = path_model or form.model
     if not model:
         raise InvalidRequest("Missing required parameter: 'model'.", param="model", code="missing_required_parameter")
+    check_model_name(model, "model")
+    for fallback in form.fallbacks:
+        check_model_name(fallback, "fallbacks[]")
     if form.stream and form.response_format not in (ResponseFormat.JSON, ResponseFormat.TEXT):
         raise InvalidRequest(
             f"stream=true sends transcript text events; it goes with response_format json or text, "

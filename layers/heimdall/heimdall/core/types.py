@@ -6,6 +6,7 @@ verbose_json); optional fields stay ``None`` rather than being filled with inven
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import IO, Literal
@@ -81,6 +82,21 @@ class Transcript(_Wire):
     usage: Usage | None = None
 
 
+_MIME_TOKEN = r"[A-Za-z0-9!#$&^_.+-]+"  # noqa: S105 - an RFC 9110 token, not a password
+_MEDIA_TYPE = re.compile(
+    rf'{_MIME_TOKEN}/{_MIME_TOKEN}( ?; ?{_MIME_TOKEN}=({_MIME_TOKEN}|"[ !#-\[\]-~]*"))*'
+)  # printable ASCII
+UNKNOWN_MEDIA_TYPE = "application/octet-stream"
+
+
+def media_type(text: str) -> str:
+    """The client's content type when it is a well-formed MIME type (RFC 9110 tokens), else
+    ``application/octet-stream``: it travels upstream as a header value (Deepgram's Content-Type, a
+    multipart part's), where anything else could add a header."""
+    text = text.strip()
+    return text if len(text) <= 255 and _MEDIA_TYPE.fullmatch(text) else UNKNOWN_MEDIA_TYPE
+
+
 @dataclass(frozen=True)
 class AudioInput:
     """The uploaded audio: a seekable file (spooled to disk past 1 MB), never a bytes copy."""
@@ -89,6 +105,9 @@ class AudioInput:
     filename: str
     content_type: str
     size: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "content_type", media_type(self.content_type))
 
     def rewind(self) -> IO[bytes]:
         self.file.seek(0)

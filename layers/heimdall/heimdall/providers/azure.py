@@ -17,6 +17,7 @@ from heimdall.config import KeyConfig
 from heimdall.providers.base import Capabilities
 from heimdall.providers.openai import openai_capabilities
 from heimdall.providers.openai_compatible import OpenAICompatibleProvider
+from heimdall.providers.upstream import path_segment
 
 DEFAULT_API_VERSION = "2024-10-21"
 
@@ -44,7 +45,7 @@ class AzureProvider(OpenAICompatibleProvider):
         settings = azure_settings(key)
         base = (self.config.network_config.base_url or settings.endpoint).rstrip("/")
         deployment = settings.deployments.get(model, model)
-        return f"{base}/openai/deployments/{deployment}/audio/transcriptions"
+        return f"{base}/openai/deployments/{path_segment(deployment)}/audio/transcriptions"
 
     def auth_headers(self, key: KeyConfig) -> dict[str, str]:
         return {"api-key": key.value.get_secret_value()}

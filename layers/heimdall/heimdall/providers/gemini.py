@@ -21,7 +21,7 @@ from heimdall.core.errors import InvalidRequest, ProviderFailed
 from heimdall.core.languages import LANGUAGE_NAMES
 from heimdall.core.types import AudioInput, InputTokenDetails, ResponseFormat, Transcript, TranscriptionRequest, Usage
 from heimdall.providers.base import Capabilities
-from heimdall.providers.upstream import Call, HttpProvider, openai_error_message
+from heimdall.providers.upstream import Call, HttpProvider, openai_error_message, path_segment
 
 MAX_FILE_BYTES = 14 * 1024 * 1024  # 20 MB request limit, base64 inflates by 4/3
 _RAW_CHUNK = 3 * 64 * 1024  # a multiple of 3: base64 chunks concatenate without padding
@@ -77,7 +77,7 @@ class GeminiProvider(HttpProvider):
             mime_type = mimetypes.guess_type(audio.filename)[0] or mime_type
         try:
             response = self.upstream.post(
-                f"{self.upstream.base_url}/v1beta/models/{model}:generateContent",
+                f"{self.upstream.base_url}/v1beta/models/{path_segment(model)}:generateContent",
                 call=call,
                 headers={"x-goog-api-key": key.value.get_secret_value(), "Content-Type": "application/json"},
                 data=streamed_body(request, audio, mime_type),

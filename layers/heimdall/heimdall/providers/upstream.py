@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from heimdall.config import KeyConfig, NetworkConfig, ProviderConfig
 from heimdall.core.errors import (
@@ -48,6 +49,15 @@ def choose_key(name: str, keys: list[KeyConfig], model: str) -> KeyConfig:
     if not allowed:
         raise NotFound(f"No {name} key is configured for model '{model}'.", code="no_key_for_model", provider=name)
     return random.choices(allowed, weights=[k.weight for k in allowed])[0]  # noqa: S311 - load spreading
+
+
+def path_segment(text: str) -> str:
+    """``text`` as exactly one URL path segment, whatever it holds: every reserved character
+    percent-encoded (``/`` ``?`` ``#`` ``%`` included). The dot segments, which URL normalisation
+    would resolve, are refused: names are checked long before this, so this only guards the class."""
+    if text in ("", ".", ".."):
+        raise InvalidRequest("A model or deployment name cannot be empty, '.' or '..'.", code="invalid_model")
+    return quote(text, safe="")
 
 
 class Redactor:
