@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.support import bombs
 from tests.support import multipart as mp
 from tests.support.speech import FILES
 from tests.support.transports import Reply, over_http, via_lambda
@@ -116,13 +117,10 @@ CASES: dict[str, Case] = {
     "garbage multipart": Case(400, b"this is not multipart at all", code="invalid_multipart"),
     "bad api-version": Case(400, _with(), path=AZURE_ROUTE, query={"api-version": "yesterday"}, param="api-version"),
     "audio longer than the gateway takes": Case(
-        413,
-        _with(
-            audio=b"RIFF\xff\xff\xff\xffWAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00\x80\x3e\x00\x00"
-            b"\x00\x7d\x00\x00\x02\x00\x10\x00data\x00\x00\x00\xf0" + bytes(1000)
-        ),
-        param="file",
-        code="audio_too_long",
+        413, _with(audio=bombs.flac_silence(5 * 3600)), param="file", code="audio_too_long"
+    ),
+    "decompression bomb: 10 h of silence, the header claims 1 s": Case(
+        413, _with(audio=bombs.flac_silence(10 * 3600, claim=1)), param="file", code="audio_too_long"
     ),
     "unknown path": Case(404, _with(), path="/openai/v1/audio/translations-typo"),
     "wrong method": Case(405, method="GET", content_type=None),

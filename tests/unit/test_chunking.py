@@ -33,8 +33,8 @@ def cut_count(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     count = [0]
     split = chunking.split
 
-    def counting(audio: AudioInput, max_bytes: int) -> Iterator[chunking.Piece]:
-        for piece in split(audio, max_bytes):
+    def counting(audio: AudioInput, max_bytes: int, max_seconds: float) -> Iterator[chunking.Piece]:
+        for piece in split(audio, max_bytes, max_seconds):
             count[0] += 1
             yield piece
 
@@ -59,7 +59,7 @@ def test_the_first_piece_that_fails_for_good_stops_the_rest(cut_count: list[int]
         return Transcript(text="x")
 
     with pytest.raises(ProviderFailed):
-        chunking.transcribe_in_pieces(silence(SECONDS), PIECE_BYTES, transcribe_piece)
+        chunking.transcribe_in_pieces(silence(SECONDS), PIECE_BYTES, transcribe_piece, max_seconds=3600)
     assert len(sent) <= chunking.PARALLELISM  # of ten pieces or more
     assert cut_count[0] <= chunking.PARALLELISM + 1
 
@@ -82,7 +82,11 @@ def test_pieces_in_flight_are_bounded_and_progress_is_reported(cut_count: list[i
         return Transcript(text="x")
 
     transcript = chunking.transcribe_in_pieces(
-        silence(SECONDS), PIECE_BYTES, transcribe_piece, lambda done, total: reports.append((done, total))
+        silence(SECONDS),
+        PIECE_BYTES,
+        transcribe_piece,
+        lambda done, total: reports.append((done, total)),
+        max_seconds=3600,
     )
     assert transcript.duration == pytest.approx(SECONDS, abs=0.01)
     assert running[1] <= chunking.PARALLELISM

@@ -16,12 +16,12 @@ import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any
 
+from heimdall.audio import RATE, decode_pcm
 from heimdall.core.errors import InvalidRequest
 from heimdall.core.types import AudioInput, Segment, Transcript, Usage, Word
 
-RATE = 16_000
 BYTES_PER_SECOND = RATE * 2
 WAV_HEADER = 44
 SEARCH_SECONDS = 30.0
@@ -59,26 +59,9 @@ def _quietest_cut(pcm: Any, limit: int) -> int:
     return start + quietest * WINDOW + WINDOW // 2
 
 
-def _pcm_frames(source: IO[bytes]) -> Iterator[Any]:
-    import av
-    import numpy as np
-
-    try:
-        with av.open(source, mode="r") as container:
-            if not container.streams.audio:
-                raise InvalidRequest("The file has no audio stream.", param="file", code="invalid_audio")
-            resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
-            for frame in container.decode(audio=0):
-                for out in resampler.resample(frame):
-                    yield out.to_ndarray().reshape(-1).astype(np.int16, copy=False)
-            for out in resampler.resample(None):
-                yield out.to_ndarray().reshape(-1).astype(np.int16, copy=False)
-    except av.error.FFmpegError:
-        raise InvalidRequest("The file could not be decoded as audio.", param="file", code="invalid_audio") from None
-
-
-def split(audio: AudioInput, max_bytes: int) -> Iterator[Piece]:
-    """Yield WAV pieces of at most ``max_bytes`` each, cut at silences, covering the whole file."""
+def split(audio: AudioInput, max_bytes: int, max_seconds: float) -> Iterator[Piece]:
+    """Yield WAV pieces of at most ``max_bytes`` each, cut at silences, covering the whole file;
+    413 ``audio_too_long`` once the decoded audio passes ``max_seconds``."""
     import numpy as np
 
     limit = (max_bytes - WAV_HEADER) // 2  # samples per piece
@@ -99,7 +82,7 @@ def split(audio: AudioInput, max_bytes: int) -> Iterator[Piece]:
         name = f"{audio.filename.rsplit('.', 1)[0]}.part{int(index):06d}.wav"
         return Piece(AudioInput(file, name, "audio/wav", WAV_HEADER + len(pcm) * 2), index, len(pcm) / RATE)
 
-    for frame in _pcm_frames(audio.rewind()):
+    for frame in decode_pcm(audio, max_seconds):
         frames.append(frame)
         buffered += len(frame)
         while buffered > limit:
@@ -158,6 +141,8 @@ def transcribe_in_pieces(
     max_bytes: int,
     transcribe_piece: Callable[[AudioInput], Transcript],
     progress: Callable[[int, int | None], None] | None = None,
+    *,
+    max_seconds: float,
 ) -> Transcript:
     """Cut, transcribe up to PARALLELISM pieces at a time, and stitch in the order of the file.
 
@@ -181,7 +166,7 @@ def transcribe_in_pieces(
 
     pool = ThreadPoolExecutor(max_workers=PARALLELISM, thread_name_prefix="piece")
     try:
-        for piece in split(audio, max_bytes):
+        for piece in split(audio, max_bytes, max_seconds):
             pieces.append(piece)
             settle(block=len(in_flight) >= PARALLELISM)
             in_flight[pool.submit(transcribe_piece, piece.audio)] = len(pieces) - 1

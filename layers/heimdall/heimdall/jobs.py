@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
-from heimdall.audio_checks import check_audio
+from heimdall.audio import check_audio
 from heimdall.config import GatewayConfig
 from heimdall.core.errors import HeimdallError, InvalidRequest
 from heimdall.core.formats import PLAIN_TEXT_FORMATS, render_plain

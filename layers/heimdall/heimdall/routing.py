@@ -287,7 +287,8 @@ class Router:
             return transcript
 
         try:
-            return transcribe_in_pieces(audio, int(limit * 0.95), one_piece), None
+            max_seconds = self.config.client_config.max_audio_seconds
+            return transcribe_in_pieces(audio, int(limit * 0.95), one_piece, max_seconds=max_seconds), None
         except HeimdallError as exc:
             return None, exc
 

@@ -16,7 +16,8 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 from starlette.requests import Request
 
-from heimdall.core.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from heimdall.api.body import limited_stream
+from heimdall.core.errors import InvalidRequest, UnsupportedMediaType
 from heimdall.core.parameters import safe_filename
 from heimdall.core.types import AudioInput
 
@@ -169,17 +170,10 @@ def _boundary(request: Request) -> bytes:
 async def read_multipart(request: Request, limits: FormLimits) -> UploadedForm:
     """Parse the request body, or raise the 4xx that says what is wrong with it."""
     boundary = _boundary(request)
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limits.max_body_bytes:
-        raise PayloadTooLarge(_too_large(limits))
     builder = _FormBuilder(limits)
     parser = MultipartParser(boundary, builder.callbacks())  # type: ignore[arg-type]
-    received = 0
     try:
-        async for chunk in request.stream():
-            received += len(chunk)
-            if received > limits.max_body_bytes:
-                raise PayloadTooLarge(_too_large(limits))
+        async for chunk in limited_stream(request, limits.max_body_bytes):
             if parser.write(chunk) != len(chunk):
                 raise InvalidRequest("The multipart body is malformed.", code="invalid_multipart")
         parser.finalize()
@@ -195,7 +189,3 @@ async def read_multipart(request: Request, limits: FormLimits) -> UploadedForm:
         builder.abandon()
         raise
     return builder.form
-
-
-def _too_large(limits: FormLimits) -> str:
-    return f"The request body is larger than the gateway's limit of {limits.max_body_bytes // (1024 * 1024)} MB."

@@ -22,7 +22,7 @@ from heimdall.api.multipart import FormLimits, read_multipart
 from heimdall.api.openapi import ERROR_RESPONSES, ref
 from heimdall.api.streaming import HEADERS as STREAM_HEADERS
 from heimdall.api.streaming import event_stream
-from heimdall.audio_checks import check_audio
+from heimdall.audio import check_audio
 from heimdall.config import GatewayConfig
 from heimdall.core.errors import InvalidRequest
 from heimdall.core.formats import PLAIN_TEXT_FORMATS, extra_fields, render_document, render_plain

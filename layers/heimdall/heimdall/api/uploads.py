@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
 from heimdall.api.auth import Gatekeeper, authenticate
+from heimdall.api.body import read_body
 from heimdall.api.context import request_log
 from heimdall.api.openapi import ERROR_RESPONSES
 from heimdall.config import GatewayConfig
@@ -52,9 +53,7 @@ async def create_upload(request: Request) -> JSONResponse:
     config: GatewayConfig = request.app.state.config
     if not request.headers.get("content-type", "").startswith("application/json"):
         raise UnsupportedMediaType('POST /v1/uploads takes a JSON object: {"filename": ..., "model": ..., ...}.')
-    raw = await request.body()
-    if len(raw) > _MAX_BODY:
-        raise InvalidRequest("The upload request is too large; it carries parameters, not audio.")
+    raw = await read_body(request, _MAX_BODY, "upload request (it carries parameters, not audio)")
     try:
         document = json.loads(raw)
     except ValueError:

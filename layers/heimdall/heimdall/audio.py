@@ -1,0 +1,205 @@
+"""What the uploaded bytes are, how long they run, and their samples, decoded within the limit.
+
+The container is recognised from its first bytes (the formats OpenAI and the other providers take:
+WAV, FLAC, MP3, Ogg/Opus, MP4/M4A, WebM, AIFF, AMR, CAF), whatever the filename or content type
+claims. Its duration is never taken from a header, which may say anything: a small file can hold
+hours of silence (a decompression bomb) behind a header that claims one second.
+
+- ``check_audio`` counts the audio packet by packet with PyAV's demuxer, without decoding: each
+  packet's length comes from the codec's own frame header (FFmpeg's parsers; Opus's TOC byte;
+  the fixed frame size of MP3, AAC, AMR…), not from the container's claims. It stops as soon as
+  the count passes the limit, so a ten-hour bomb is refused in a fraction of a second. PCM WAV is
+  measured from the bytes it actually holds, without PyAV.
+- ``decode_pcm`` is the only way Heimdall decodes: 16 kHz mono frames, streamed, counting the
+  decoded duration and stopping at the limit. Whatever the check could not see (a container whose
+  timestamps lie), decoding itself cannot go past the limit, and it never holds more than a frame.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from typing import IO, Any
+
+from heimdall.core.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from heimdall.core.types import AudioInput
+
+RATE = 16_000  # what the pieces and the local engine take
+#: Below this a "sample rate" is a trick, not audio: hours of playback from a few samples.
+MIN_SAMPLE_RATE = 4_000
+_HEAD = 64
+_PCM_WAV_FORMATS = {1, 3}  # integer and float PCM; 0xFFFE (extensible) names its own subformat
+
+
+def sniff(head: bytes) -> str | None:
+    if head[:4] == b"RIFF" and head[8:12] in (b"WAVE", b"RF64"):
+        return "wav"
+    if head[:4] in (b"RF64", b"BW64") and head[8:12] == b"WAVE":
+        return "wav"
+    if head[:4] == b"fLaC":
+        return "flac"
+    if head[:4] == b"OggS":
+        return "ogg"
+    if head[:3] == b"ID3" or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0 and head[1] & 0x06):
+        return "mp3"
+    if head[4:8] == b"ftyp":
+        return "mp4"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "webm"
+    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        return "aiff"
+    if head[:6] == b"#!AMR\n" or head[:9] == b"#!AMR-WB\n":
+        return "amr"
+    if head[:4] == b"caff":
+        return "caf"
+    return None
+
+
+def too_long(max_seconds: float) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"The audio runs longer than {max_seconds / 60:.0f} minutes, the longest this gateway takes.",
+        param="file",
+        code="audio_too_long",
+    )
+
+
+def _undecodable(audio: AudioInput) -> InvalidRequest:
+    return InvalidRequest(
+        f"The file '{audio.filename}' could not be decoded as audio.", param="file", code="invalid_audio"
+    )
+
+
+def _rate_too_low(rate: int) -> InvalidRequest:
+    return InvalidRequest(
+        f"The audio's sample rate ({rate} Hz) is below {MIN_SAMPLE_RATE} Hz.", param="file", code="invalid_audio"
+    )
+
+
+def _pcm_wav_seconds(file: IO[bytes], size: int) -> float | None:
+    """Plain PCM WAV: the data chunk's bytes that are really there, over the sample frame rate.
+    None when the file is WAV but not plain PCM (ADPCM, GSM, µ-law…): those are counted by PyAV."""
+    file.seek(12)
+    rate = align = None
+    while True:
+        header = file.read(8)
+        if len(header) < 8:
+            return None
+        chunk, length = header[:4], struct.unpack("<I", header[4:])[0]
+        if chunk == b"fmt ":
+            fmt = file.read(length)
+            if len(fmt) < 16 or struct.unpack("<H", fmt[:2])[0] not in _PCM_WAV_FORMATS:
+                return None
+            channels, rate, _, align = struct.unpack("<HIIH", fmt[2:14])
+            if not channels or not align or rate < MIN_SAMPLE_RATE:
+                return None
+            file.seek(length % 2, 1)
+            continue
+        if chunk == b"data":
+            if rate is None or align is None:
+                return None
+            held = min(length, size - file.tell())  # a header may claim more (or all of 4 GB)
+            seconds: float = held / align / rate
+            return seconds
+        file.seek(length + (length % 2), 1)
+
+
+def _opus_samples(packet: bytes) -> int:
+    """An Opus packet's length at 48 kHz, from its TOC byte (RFC 6716 §3.1): what the decoder outputs."""
+    if not packet:
+        return 0
+    config, code = packet[0] >> 3, packet[0] & 3
+    if config < 12:
+        frame = (480, 960, 1920, 2880)[config % 4]
+    elif config < 16:
+        frame = (480, 960)[config % 2]
+    else:
+        frame = (120, 240, 480, 960)[config % 4]
+    frames = 1 if code == 0 else 2 if code in (1, 2) else (packet[1] & 0x3F if len(packet) > 1 else 0)
+    return min(frames * frame, 5760)  # the decoder refuses packets over 120 ms
+
+
+def _counted_seconds(audio: AudioInput, max_seconds: float) -> float:
+    """Demux (no decoding) and add up each packet's length; stops once past ``max_seconds``."""
+    import av
+
+    try:
+        with av.open(audio.rewind(), mode="r") as container:
+            stream = next(iter(container.streams.audio), None)
+            if stream is None:
+                raise InvalidRequest("The file has no audio stream.", param="file", code="invalid_audio")
+            codec = stream.codec_context
+            rate = codec.sample_rate or 0
+            time_base = float(stream.time_base or 0)
+            opus = codec.name == "opus"
+            # A fixed-size codec frame (MP3, AAC, AMR…) lasts that long whatever the container's timestamps say.
+            frame_seconds = codec.frame_size / rate if codec.frame_size and rate else 0.0
+            summed = 0.0  # packet by packet
+            first: int | None = None
+            last_end = 0  # and from the first timestamp to the last packet's end (FLAC's parser sets only these)
+            for packet in container.demux(stream):
+                if opus:
+                    summed += _opus_samples(bytes(packet)) / 48_000
+                else:
+                    summed += max((packet.duration or 0) * time_base, frame_seconds if packet.size else 0.0)
+                if packet.pts is not None:
+                    first = packet.pts if first is None else min(first, packet.pts)
+                    last_end = max(last_end, packet.pts + (packet.duration or 0))
+                seconds = max(summed, (last_end - first) * time_base if first is not None else 0.0)
+                if seconds > max_seconds:
+                    raise too_long(max_seconds)
+            if rate and rate < MIN_SAMPLE_RATE:
+                raise _rate_too_low(rate)
+            return max(summed, (last_end - first) * time_base if first is not None else 0.0)
+    except (av.error.FFmpegError, ValueError, OverflowError):
+        raise _undecodable(audio) from None
+
+
+def check_audio(audio: AudioInput, max_seconds: float) -> float:
+    """415 unless the bytes are an audio container; 400 when it cannot be read as audio; 413 when it
+    runs longer than ``max_seconds``. Returns its duration."""
+    file = audio.rewind()
+    kind = sniff(file.read(_HEAD))
+    if kind is None:
+        raise UnsupportedMediaType(
+            f"The file '{audio.filename}' is not audio Heimdall recognises (WAV, FLAC, MP3, Ogg/Opus, "
+            "MP4/M4A, WebM, AIFF, AMR or CAF), whatever its name or content type says.",
+            param="file",
+            code="unsupported_audio_format",
+        )
+    try:
+        seconds = _pcm_wav_seconds(file, audio.size) if kind == "wav" else None
+    except (OSError, struct.error):
+        seconds = None
+    if seconds is None:
+        seconds = _counted_seconds(audio, max_seconds)
+    audio.rewind()
+    if seconds > max_seconds:
+        raise too_long(max_seconds)
+    return seconds
+
+
+def decode_pcm(audio: AudioInput, max_seconds: float) -> Iterator[Any]:
+    """The audio as 16 kHz mono int16 NumPy arrays, one decoded frame at a time. Raises 413
+    ``audio_too_long`` as soon as the decoded duration passes ``max_seconds``, before resampling
+    the frame that passes it, and 400 ``invalid_audio`` when it cannot be decoded."""
+    import av
+    import numpy as np
+
+    decoded = 0.0
+    try:
+        with av.open(audio.rewind(), mode="r") as container:
+            if not container.streams.audio:
+                raise InvalidRequest("The file has no audio stream.", param="file", code="invalid_audio")
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
+            for frame in container.decode(audio=0):
+                decoded += frame.samples / frame.sample_rate
+                if decoded > max_seconds:
+                    raise too_long(max_seconds)
+                if frame.sample_rate < MIN_SAMPLE_RATE:  # a few samples that resample into hours
+                    raise _rate_too_low(frame.sample_rate)
+                for out in resampler.resample(frame):
+                    yield out.to_ndarray().reshape(-1).astype(np.int16, copy=False)
+            for out in resampler.resample(None):
+                yield out.to_ndarray().reshape(-1).astype(np.int16, copy=False)
+    except (av.error.FFmpegError, ValueError):
+        raise _undecodable(audio) from None
