@@ -57,7 +57,13 @@ class Recorded:
 
 @dataclass(frozen=True)
 class Fault:
-    kind: str  # status | timeout | reset | truncated | html | midstream
+    """``status``: an error status with ``body`` (or the provider's own error body); ``timeout``,
+    ``reset``, ``truncated``, ``html``, ``midstream``: a broken answer; ``drip``: a 200 whose body
+    trickles in; ``shape``: a 200 with valid JSON of the wrong shape (the fake's ``wrong_shape``);
+    ``body``: a 200 with ``body`` as it is (bytes, a list of byte chunks sent without a length, or
+    JSON); ``events``: a 200 event stream of ``body`` (a list of raw ``data:`` payloads)."""
+
+    kind: str
     status: int = 500
     headers: dict[str, str] = field(default_factory=dict)
     body: Any = None
@@ -173,6 +179,25 @@ class FakeUpstream:
                 502,
                 media_type="text/html",
             )(scope, receive, send)
+        elif fault.kind == "shape":
+            await JSONResponse(self.wrong_shape())(scope, receive, send)
+        elif fault.kind == "body" and isinstance(fault.body, list) and all(isinstance(b, bytes) for b in fault.body):
+            stream = sse(fault.body)  # chunks sent as they are, without a length
+            stream.media_type = "application/json"
+            await stream(scope, receive, send)
+        elif fault.kind == "body":
+            raw = fault.body if isinstance(fault.body, bytes) else json.dumps(fault.body).encode()
+            await Response(raw, 200, fault.headers, media_type="application/json")(scope, receive, send)
+        elif fault.kind == "drip":  # a 200 whose body trickles in, a byte every ``seconds``
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}
+            )
+            for byte in fault.body:
+                await send({"type": "http.response.body", "body": bytes([byte]), "more_body": True})
+                await asyncio.sleep(fault.seconds)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        elif fault.kind == "events":
+            await sse([b"data: " + event + b"\n\n" for event in fault.body])(scope, receive, send)
         elif fault.kind == "truncated":
             await Response('{"text": "The quick brown fo', 200, media_type="application/json")(scope, receive, send)
         elif fault.kind == "midstream":  # a streaming answer that starts, then the connection drops
@@ -197,6 +222,10 @@ class FakeUpstream:
 
     def answer(self, recorded: Recorded) -> Response:
         raise NotImplementedError
+
+    def wrong_shape(self) -> Any:
+        """Valid JSON that breaks the provider's documented answer: a required field of the wrong type."""
+        return {"text": ["The quick brown fox"]}
 
     def stream_events(self, recorded_fields: dict[str, str]) -> list[bytes]:
         """The provider's server-sent events for SPOKEN (streaming providers override)."""

@@ -20,6 +20,10 @@ class DeepgramFake(FakeUpstream):
     def error_body(self, status: int) -> Any:
         return {"err_code": "INTERNAL_SERVER_ERROR", "err_msg": "Something went wrong.", "request_id": "x"}
 
+    def wrong_shape(self) -> Any:
+        alternative = {"transcript": SPOKEN, "words": [{"word": "the"}]}  # a word without its times
+        return {"metadata": {"duration": DURATION}, "results": {"channels": [{"alternatives": [alternative]}]}}
+
     def check(self, recorded: Recorded) -> None:
         if recorded.path != "/v1/listen":
             raise dg_error(404, "NOT_FOUND", "Not found.")
@@ -41,9 +45,10 @@ class DeepgramFake(FakeUpstream):
         body: dict[str, Any] = {
             "metadata": {"request_id": "5e7c0c2a-test", "duration": DURATION, "channels": 1,
                          "models": ["1abfe86b"]},
-            "results": {"channels": [{"alternatives": [{"transcript": SPOKEN, "confidence": 0.99, "words": words}],
-                                      "detected_language": recorded.query.get("language", "en")}]},
+            "results": {"channels": [{"alternatives": [{"transcript": SPOKEN, "confidence": 0.99, "words": words}]}]},
         }  # fmt: skip
+        if recorded.query.get("detect_language") == "true":  # a named language is not echoed back
+            body["results"]["channels"][0].update(detected_language="en", language_confidence=0.99)
         if recorded.query.get("utterances") == "true":
             body["results"]["utterances"] = [
                 {"start": 0.0, "end": 3.46, "confidence": 0.99, "channel": 0, "id": "u0",

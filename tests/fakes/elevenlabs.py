@@ -8,7 +8,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
-from tests.fakes.base import SPOKEN, WORDS, FakeUpstream, Recorded, Rejection
+from tests.fakes.base import DURATION, SPOKEN, WORDS, FakeUpstream, Recorded, Rejection
 
 FIELDS = {"model_id", "language_code", "timestamps_granularity", "temperature", "tag_audio_events", "diarize",
           "num_speakers", "seed", "file_format"}  # fmt: skip
@@ -23,6 +23,9 @@ class ElevenLabsFake(FakeUpstream):
 
     def error_body(self, status: int) -> Any:
         return {"detail": {"status": "internal_error", "message": "An internal error occurred."}}
+
+    def wrong_shape(self) -> Any:
+        return {"language_code": "eng", "text": SPOKEN, "words": [{"text": "The", "type": "word", "start": "zero"}]}
 
     def check(self, recorded: Recorded) -> None:
         if recorded.path != "/v1/speech-to-text":
@@ -48,4 +51,5 @@ class ElevenLabsFake(FakeUpstream):
                 words.append({"text": " ", "type": "spacing", "start": start, "end": start, "logprob": 0.0})
             words.append({"text": text, "type": "word", "start": start, "end": end, "logprob": -0.05,
                           "speaker_id": "speaker_0"})  # fmt: skip
-        return JSONResponse({"language_code": "eng", "language_probability": 0.98, "text": SPOKEN, "words": words})
+        return JSONResponse({"language_code": "eng", "language_probability": 0.98, "text": SPOKEN, "words": words,
+                             "audio_duration_secs": DURATION})  # fmt: skip

@@ -38,6 +38,10 @@ class GeminiFake(FakeUpstream):
             pass  # check() answers what Google would
         return recorded
 
+    def wrong_shape(self) -> Any:
+        return {"candidates": [{"content": {"parts": [{"text": SPOKEN}]}}],
+                "usageMetadata": {"promptTokensDetails": [["AUDIO", 200]]}}  # fmt: skip
+
     def check(self, recorded: Recorded) -> None:
         if ROUTE.match(recorded.path) is None:
             raise google_error(404, "NOT_FOUND", f"Method not found: {recorded.path}")

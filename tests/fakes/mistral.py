@@ -19,6 +19,9 @@ class MistralFake(FakeUpstream):
         return {"object": "error", "message": "Service unavailable.", "type": "internal_server_error",
                 "param": None, "code": str(status)}  # fmt: skip
 
+    def wrong_shape(self) -> Any:
+        return {"model": "voxtral-mini-latest", "text": SPOKEN, "segments": [{"text": "The quick", "start": 0.0}]}
+
     def check(self, recorded: Recorded) -> None:
         if recorded.path != "/v1/audio/transcriptions":
             raise Rejection(404, {"detail": "Not Found"})

@@ -86,6 +86,9 @@ class OpenAIFake(FakeUpstream):
             body["words"] = [{"word": w, "start": s, "end": e} for w, s, e in WORDS]
         return body
 
+    def wrong_shape(self) -> Any:
+        return {"text": SPOKEN, "segments": [{"id": 0, "seek": 0, "text": " The quick brown fox"}]}  # no times
+
     def stream_events(self, recorded_fields: dict[str, str]) -> list[bytes]:
         words = SPOKEN.split(" ")
         events = [data({"type": "transcript.text.delta", "delta": (" " if i else "") + w,

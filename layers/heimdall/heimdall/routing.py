@@ -24,6 +24,7 @@ from heimdall.core.errors import (
     ProviderFailed,
     ProviderTimeout,
 )
+from heimdall.core.languages import language_name
 from heimdall.core.types import AudioInput, StreamEvent, Transcript, TranscriptionRequest
 from heimdall.providers.base import Capabilities, Provider, requested_fields, stream_events
 from heimdall.providers.local import MODEL as LOCAL_MODEL
@@ -208,6 +209,9 @@ class Router:
             return provider.transcribe(target.model, request, audio, call)
 
         transcript, target, index, attempts = self._route(request, audio, deadline, call_provider, pieces=True)
+        if transcript.language is None and request.language:
+            # A provider told the language need not echo it (Deepgram does not); OpenAI always reports one.
+            transcript = transcript.model_copy(update={"language": language_name(request.language)})
         return RoutedTranscript(transcript, target, index, attempts)
 
     def open_stream(

@@ -52,6 +52,7 @@ FAULTS = {
     ),
     "connection reset": Expect(Fault("reset"), 502, 1 + RETRIES, "provider_unreachable", 3, answered=False),
     "truncated JSON": Expect(Fault("truncated"), 502, 1 + RETRIES, "invalid_provider_response", 3),
+    "valid JSON, wrong shape": Expect(Fault("shape"), 502, 1 + RETRIES, "invalid_provider_response", 3),
     "HTML error page": Expect(Fault("html"), 502, 1 + RETRIES, "upstream_502", 3),
 }
 

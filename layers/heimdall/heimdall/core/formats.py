@@ -32,7 +32,13 @@ def _cues(transcript: Transcript, provider: str | None) -> list[Segment]:
             code="unsupported_response_format",
             provider=provider,
         )
-    return [segment for segment in transcript.segments if segment.text.strip()]
+    return [segment for segment in transcript.segments if _cue_text(segment.text)]
+
+
+def _cue_text(text: str) -> str:
+    """A cue's text on one line, without ``-->``: a provider's line breaks could end the cue and start
+    a forged one."""
+    return " ".join(text.split()).replace("-->", "->")
 
 
 def render_text(transcript: Transcript) -> str:
@@ -41,7 +47,7 @@ def render_text(transcript: Transcript) -> str:
 
 def render_srt(transcript: Transcript, provider: str | None = None) -> str:
     blocks = [
-        f"{number}\n{_timestamp(cue.start, ',')} --> {_timestamp(cue.end, ',')}\n{cue.text.strip()}\n"
+        f"{number}\n{_timestamp(cue.start, ',')} --> {_timestamp(cue.end, ',')}\n{_cue_text(cue.text)}\n"
         for number, cue in enumerate(_cues(transcript, provider), start=1)
     ]
     return "\n".join(blocks) + ("\n" if blocks else "")
@@ -49,7 +55,7 @@ def render_srt(transcript: Transcript, provider: str | None = None) -> str:
 
 def render_vtt(transcript: Transcript, provider: str | None = None) -> str:
     blocks = [
-        f"{_timestamp(cue.start, '.')} --> {_timestamp(cue.end, '.')}\n{cue.text.strip()}\n"
+        f"{_timestamp(cue.start, '.')} --> {_timestamp(cue.end, '.')}\n{_cue_text(cue.text)}\n"
         for cue in _cues(transcript, provider)
     ]
     return "WEBVTT\n\n" + "\n".join(blocks) + ("\n" if blocks else "")

@@ -63,7 +63,7 @@ class InputTokenDetails(_Wire):
 
 class Usage(_Wire):
     type: Literal["tokens", "duration"]
-    seconds: int | None = None
+    seconds: int | float | None = None  # a number in OpenAI's reference: 2.5 as well as 8
     input_tokens: int | None = None
     input_token_details: InputTokenDetails | None = None
     output_tokens: int | None = None

@@ -12,25 +12,87 @@ Deepgram has no ``prompt`` or ``temperature``: asking for them is refused, or a 
 from __future__ import annotations
 
 import math
-from typing import Any
 
-from heimdall.core.errors import ProviderFailed
+from pydantic import Field
+
 from heimdall.core.languages import language_name
 from heimdall.core.segments import segments_from_words
 from heimdall.core.types import AudioInput, Segment, Transcript, TranscriptionRequest, Usage, Word
 from heimdall.providers.base import Capabilities
 from heimdall.providers.upstream import Call, HttpProvider
+from heimdall.providers.wire import ErrorBody, Seconds, WireModel
 
 MAX_FILE_BYTES = 2 * 1024 * 1024 * 1024
 
 
-def deepgram_error_message(body: Any) -> str | None:
-    """``{"err_code", "err_msg", "request_id"}``."""
-    if isinstance(body, dict):
-        for field in ("err_msg", "message", "reason"):
-            if isinstance(body.get(field), str):
-                return str(body[field])
-    return None
+class DeepgramErrorBody(ErrorBody):
+    """``{"err_code", "err_msg", "request_id"}`` (older answers: ``message`` or ``reason``)."""
+
+    err_msg: str | None = None
+    message_: str | None = Field(default=None, alias="message")
+    reason: str | None = None
+
+    def message(self) -> str | None:
+        return self.err_msg or self.message_ or self.reason
+
+
+class DeepgramWord(WireModel):
+    word: str
+    punctuated_word: str | None = None
+    start: Seconds
+    end: Seconds
+
+
+class DeepgramAlternative(WireModel):
+    transcript: str
+    words: list[DeepgramWord] = Field(default_factory=list)
+
+
+class DeepgramChannel(WireModel):
+    alternatives: list[DeepgramAlternative] = Field(min_length=1)
+    detected_language: str | None = None
+
+
+class DeepgramUtterance(WireModel):
+    start: Seconds
+    end: Seconds
+    transcript: str
+
+
+class DeepgramResults(WireModel):
+    channels: list[DeepgramChannel] = Field(min_length=1)
+    utterances: list[DeepgramUtterance] | None = None
+
+
+class DeepgramMetadata(WireModel):
+    duration: Seconds | None = None
+
+
+class DeepgramTranscription(WireModel):
+    metadata: DeepgramMetadata = Field(default_factory=DeepgramMetadata)
+    results: DeepgramResults
+
+    def canonical(self) -> Transcript:
+        channel = self.results.channels[0]
+        alternative = channel.alternatives[0]
+        words = [Word(word=w.punctuated_word or w.word, start=w.start, end=w.end) for w in alternative.words]
+        if self.results.utterances:
+            segments = [
+                Segment(id=i, start=u.start, end=u.end, text=u.transcript)
+                for i, u in enumerate(self.results.utterances)
+            ]
+        else:
+            segments = segments_from_words(words)
+        duration = self.metadata.duration
+        language = channel.detected_language
+        return Transcript(
+            text=alternative.transcript,
+            language=language_name(language.split("-")[0]) if language else None,
+            duration=duration,
+            segments=segments,
+            words=words,
+            usage=Usage(type="duration", seconds=math.ceil(duration)) if duration is not None else None,
+        )
 
 
 class DeepgramProvider(HttpProvider):
@@ -60,42 +122,6 @@ class DeepgramProvider(HttpProvider):
                 "Accept": "application/json",
             },
             data=audio.rewind(),  # streamed from the spooled upload
-            message_of=deepgram_error_message,
+            errors=DeepgramErrorBody,
         )
-        return self.from_wire(self.upstream.json(response))
-
-    def from_wire(self, body: Any) -> Transcript:
-        try:
-            channel = body["results"]["channels"][0]
-            alternative = channel["alternatives"][0]
-            transcript = str(alternative["transcript"])
-        except (KeyError, IndexError, TypeError):
-            raise ProviderFailed(
-                "deepgram returned JSON without results.channels[0].alternatives[0].transcript.",
-                code="invalid_provider_response",
-                provider=self.name,
-                is_bifrost_error=False,
-            ) from None
-        words = [
-            Word(word=str(w.get("punctuated_word") or w["word"]), start=float(w["start"]), end=float(w["end"]))
-            for w in alternative.get("words") or []
-        ]
-        utterances = body["results"].get("utterances")
-        if isinstance(utterances, list) and utterances:
-            segments = [
-                Segment(id=i, start=float(u["start"]), end=float(u["end"]), text=str(u["transcript"]))
-                for i, u in enumerate(utterances)
-            ]
-        else:
-            segments = segments_from_words(words)
-        metadata = body.get("metadata") or {}
-        duration = float(metadata["duration"]) if isinstance(metadata.get("duration"), int | float) else None
-        language = channel.get("detected_language")
-        return Transcript(
-            text=transcript,
-            language=language_name(language.split("-")[0]) if isinstance(language, str) else None,
-            duration=duration,
-            segments=segments,
-            words=words,
-            usage=Usage(type="duration", seconds=math.ceil(duration)) if duration is not None else None,
-        )
+        return self.upstream.answer(response, DeepgramTranscription, call).canonical()

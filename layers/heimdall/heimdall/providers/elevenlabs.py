@@ -3,23 +3,25 @@
 Follows ElevenLabs' API reference "Create transcript" (Speech to Text, v1). Fields: ``model_id``
 (``scribe_v1``, ``scribe_v2``), ``file``, ``language_code``, ``temperature``,
 ``timestamps_granularity`` (``none``/``word``/``character``). The answer is ``{language_code,
-language_probability, text, words: [{text, type: word|spacing|audio_event, start, end}]}``:
-spacing tokens are not words, and segments (hence srt/vtt/verbose_json) are built from the word
-timings. There is no ``prompt``: asking for one is refused, or a fallback serves it.
+language_probability, text, words: [{text, type: word|spacing|audio_event, start, end}],
+audio_duration_secs}``: spacing tokens are not words, segments (hence srt/vtt/verbose_json) are
+built from the word timings, and the duration is the audio's (not the last word's end). There is
+no ``prompt``: asking for one is refused, or a fallback serves it.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
-from heimdall.core.errors import ProviderFailed
+from pydantic import Field
+
 from heimdall.core.languages import language_name
 from heimdall.core.segments import segments_from_words
 from heimdall.core.types import AudioInput, Transcript, TranscriptionRequest, Usage, Word
 from heimdall.providers.base import Capabilities
 from heimdall.providers.openai_compatible import multipart
 from heimdall.providers.upstream import Call, HttpProvider
+from heimdall.providers.wire import ErrorBody, Seconds, WireModel
 
 MAX_FILE_BYTES = 3 * 1024 * 1024 * 1024
 # ElevenLabs reports ISO 639-3; the names Heimdall reports come from ISO 639-1.
@@ -30,17 +32,59 @@ ISO_639_3_TO_1 = {
 }  # fmt: skip
 
 
-def elevenlabs_error_message(body: Any) -> str | None:
-    """``{"detail": {"status", "message"}}``, or validation's ``{"detail": [{"msg", ...}]}``."""
-    if isinstance(body, dict):
-        detail = body.get("detail")
-        if isinstance(detail, dict) and isinstance(detail.get("message"), str):
-            return str(detail["message"])
-        if isinstance(detail, list) and detail and isinstance(detail[0], dict):
-            return str(detail[0].get("msg"))
-        if isinstance(detail, str):
-            return detail
-    return None
+class ElevenLabsErrorItem(WireModel):
+    msg: str
+
+
+class ElevenLabsErrorDetail(WireModel):
+    message: str
+
+
+class ElevenLabsErrorBody(ErrorBody):
+    """``{"detail": {"status", "message"}}``, validation's ``{"detail": [{"msg", ...}]}``, or a string."""
+
+    detail: ElevenLabsErrorDetail | list[ElevenLabsErrorItem] | str
+
+    def message(self) -> str | None:
+        if isinstance(self.detail, ElevenLabsErrorDetail):
+            return self.detail.message
+        if isinstance(self.detail, list):
+            return self.detail[0].msg if self.detail else None
+        return self.detail
+
+
+class ElevenLabsWord(WireModel):
+    """One token: ``type`` is ``word``, ``spacing`` or ``audio_event``; times may be null."""
+
+    text: str
+    type: str = "word"
+    start: Seconds | None = None
+    end: Seconds | None = None
+
+
+class ElevenLabsTranscription(WireModel):
+    text: str
+    language_code: str | None = None
+    words: list[ElevenLabsWord] = Field(default_factory=list)
+    audio_duration_secs: Seconds | None = None
+
+    def canonical(self) -> Transcript:
+        spoken = [w for w in self.words if w.type == "word" and w.text.strip()]
+        timed = all(w.start is not None and w.end is not None for w in spoken)
+        # Spacing tokens are not words; a word without times means there are no timings at all.
+        words = [Word(word=w.text.strip(), start=w.start or 0, end=w.end or 0) for w in spoken] if timed else None
+        duration = self.audio_duration_secs
+        if duration is None and words:
+            duration = words[-1].end  # older answers carry no duration: the last word's end is the best known
+        code = self.language_code
+        return Transcript(
+            text=self.text.strip(),
+            language=language_name(ISO_639_3_TO_1.get(code, code)) if code else None,
+            duration=duration,
+            segments=segments_from_words(words) if words is not None else None,
+            words=words,
+            usage=Usage(type="duration", seconds=math.ceil(duration)) if duration is not None else None,
+        )
 
 
 class ElevenLabsProvider(HttpProvider):
@@ -65,30 +109,6 @@ class ElevenLabsProvider(HttpProvider):
             call=call,
             headers={"xi-api-key": key.value.get_secret_value(), "Content-Type": body.content_type},
             data=body,
-            message_of=elevenlabs_error_message,
+            errors=ElevenLabsErrorBody,
         )
-        return self.from_wire(self.upstream.json(response))
-
-    def from_wire(self, body: Any) -> Transcript:
-        if not isinstance(body, dict) or not isinstance(body.get("text"), str):
-            raise ProviderFailed(
-                "elevenlabs returned JSON without a transcript text.",
-                code="invalid_provider_response",
-                provider=self.name,
-                is_bifrost_error=False,
-            )
-        words = [
-            Word(word=str(w["text"]).strip(), start=float(w["start"]), end=float(w["end"]))
-            for w in body.get("words") or []
-            if w.get("type", "word") == "word" and str(w.get("text", "")).strip()
-        ]
-        code = body.get("language_code")
-        duration = words[-1].end if words else None
-        return Transcript(
-            text=body["text"].strip(),
-            language=language_name(ISO_639_3_TO_1.get(code, code)) if isinstance(code, str) else None,
-            duration=duration,
-            segments=segments_from_words(words),
-            words=words,
-            usage=Usage(type="duration", seconds=math.ceil(duration)) if duration is not None else None,
-        )
+        return self.upstream.answer(response, ElevenLabsTranscription, call).canonical()

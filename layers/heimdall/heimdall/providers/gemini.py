@@ -15,13 +15,16 @@ import base64
 import json
 import mimetypes
 from collections.abc import Iterator
-from typing import Any
+
+from pydantic import ConfigDict, Field
+from pydantic.alias_generators import to_camel
 
 from heimdall.core.errors import InvalidRequest, ProviderFailed
 from heimdall.core.languages import LANGUAGE_NAMES
 from heimdall.core.types import AudioInput, InputTokenDetails, ResponseFormat, Transcript, TranscriptionRequest, Usage
 from heimdall.providers.base import Capabilities
-from heimdall.providers.upstream import Call, HttpProvider, openai_error_message, path_segment
+from heimdall.providers.upstream import Call, HttpProvider, path_segment
+from heimdall.providers.wire import Count, OpenAIErrorBody, WireModel, invalid_answer
 
 MAX_FILE_BYTES = 14 * 1024 * 1024  # 20 MB request limit, base64 inflates by 4/3
 _RAW_CHUNK = 3 * 64 * 1024  # a multiple of 3: base64 chunks concatenate without padding
@@ -58,6 +61,75 @@ def streamed_body(request: TranscriptionRequest, audio: AudioInput, mime_type: s
     yield (tail + "}").encode()
 
 
+class GeminiWire(WireModel):
+    """Gemini's JSON names fields in camelCase."""
+
+    model_config = ConfigDict(alias_generator=to_camel)
+
+
+class GeminiPart(GeminiWire):
+    text: str | None = None  # parts without text (inline data) carry no transcript
+    thought: bool = False  # a thinking model's reasoning, not the answer
+
+
+class GeminiContent(GeminiWire):
+    parts: list[GeminiPart] = Field(default_factory=list)
+
+
+class GeminiCandidate(GeminiWire):
+    content: GeminiContent | None = None
+    finish_reason: str | None = None
+
+
+class GeminiModalityCount(GeminiWire):
+    modality: str
+    token_count: Count = 0
+
+
+class GeminiUsage(GeminiWire):
+    prompt_token_count: Count | None = None
+    candidates_token_count: Count | None = None
+    total_token_count: Count | None = None
+    prompt_tokens_details: list[GeminiModalityCount] = Field(default_factory=list)
+
+    def canonical(self) -> Usage:
+        def tokens(modality: str) -> int:
+            return sum(d.token_count for d in self.prompt_tokens_details if d.modality == modality)
+
+        return Usage(
+            type="tokens",
+            input_tokens=self.prompt_token_count,
+            input_token_details=InputTokenDetails(text_tokens=tokens("TEXT"), audio_tokens=tokens("AUDIO")),
+            output_tokens=self.candidates_token_count,
+            total_tokens=self.total_token_count,
+        )
+
+
+class GeminiFeedback(GeminiWire):
+    block_reason: str | None = None
+
+
+class GeminiAnswer(GeminiWire):
+    """``{candidates: [{content: {parts: [{text}]}, finishReason}], usageMetadata, promptFeedback}``;
+    a blocked prompt has no candidates (or one without content) and says why in promptFeedback."""
+
+    candidates: list[GeminiCandidate] = Field(default_factory=list)
+    usage_metadata: GeminiUsage | None = None
+    prompt_feedback: GeminiFeedback | None = None
+
+    def canonical(self) -> Transcript:
+        content = self.candidates[0].content if self.candidates else None
+        if content is None:
+            why = ""
+            if self.prompt_feedback and self.prompt_feedback.block_reason:
+                why = f" (blocked: {self.prompt_feedback.block_reason})"
+            elif self.candidates and self.candidates[0].finish_reason:
+                why = f" (finish reason: {self.candidates[0].finish_reason})"
+            raise invalid_answer("gemini", f"returned no transcript{why}")
+        text = "".join(part.text or "" for part in content.parts if not part.thought)
+        return Transcript(text=text.strip(), usage=self.usage_metadata.canonical() if self.usage_metadata else None)
+
+
 class GeminiProvider(HttpProvider):
     name = "gemini"
     default_base_url = "https://generativelanguage.googleapis.com"
@@ -81,7 +153,7 @@ class GeminiProvider(HttpProvider):
                 call=call,
                 headers={"x-goog-api-key": key.value.get_secret_value(), "Content-Type": "application/json"},
                 data=streamed_body(request, audio, mime_type),
-                message_of=openai_error_message,
+                errors=OpenAIErrorBody,
             )
         except InvalidRequest as exc:
             if "API key" in exc.message:  # Google answers a bad key with 400 INVALID_ARGUMENT: not the client's fault
@@ -92,34 +164,4 @@ class GeminiProvider(HttpProvider):
                     is_bifrost_error=False,
                 ) from None
             raise
-        return self.from_wire(self.upstream.json(response))
-
-    def from_wire(self, body: Any) -> Transcript:
-        try:
-            candidate = body["candidates"][0]
-            text = "".join(str(part.get("text", "")) for part in candidate["content"]["parts"])
-        except (KeyError, IndexError, TypeError):
-            reason = body.get("promptFeedback", {}).get("blockReason") if isinstance(body, dict) else None
-            raise ProviderFailed(
-                f"gemini returned no transcript{f' (blocked: {reason})' if reason else ''}.",
-                code="invalid_provider_response",
-                provider=self.name,
-                is_bifrost_error=False,
-            ) from None
-        usage = None
-        meta = body.get("usageMetadata")
-        if isinstance(meta, dict):
-            audio_tokens = sum(
-                d.get("tokenCount", 0) for d in meta.get("promptTokensDetails") or [] if d.get("modality") == "AUDIO"
-            )
-            text_tokens = sum(
-                d.get("tokenCount", 0) for d in meta.get("promptTokensDetails") or [] if d.get("modality") == "TEXT"
-            )
-            usage = Usage(
-                type="tokens",
-                input_tokens=meta.get("promptTokenCount"),
-                input_token_details=InputTokenDetails(text_tokens=text_tokens, audio_tokens=audio_tokens),
-                output_tokens=meta.get("candidatesTokenCount"),
-                total_tokens=meta.get("totalTokenCount"),
-            )
-        return Transcript(text=text.strip(), usage=usage)
+        return self.upstream.answer(response, GeminiAnswer, call).canonical()

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from pydantic import AliasChoices, Field
+
 from heimdall.core.errors import ProviderFailed
 from heimdall.core.languages import language_name
 from heimdall.core.types import (
@@ -28,19 +30,93 @@ from heimdall.core.types import (
 )
 from heimdall.providers.base import Capabilities
 from heimdall.providers.openai_compatible import SEGMENT_FORMATS, multipart
-from heimdall.providers.upstream import Call, HttpProvider, openai_error_message
+from heimdall.providers.upstream import Call, HttpProvider
+from heimdall.providers.wire import Count, OpenAIErrorBody, Seconds, WireModel
 
 MAX_FILE_BYTES = 1024 * 1024 * 1024
 
 
-def mistral_error_message(body: Any) -> str | None:
-    """``{"object": "error", "message": ...}``, or FastAPI-style ``{"detail": ...}`` from its gateway."""
-    if isinstance(body, dict):
-        if isinstance(body.get("detail"), str):
-            return str(body["detail"])
-        if isinstance(body.get("detail"), list) and body["detail"]:
-            return str(body["detail"][0].get("msg"))
-    return openai_error_message(body)
+class MistralErrorItem(WireModel):
+    msg: str
+
+
+class MistralErrorBody(OpenAIErrorBody):
+    """``{"object": "error", "message": ...}``, or FastAPI-style ``{"detail": ...}`` from its gateway;
+    also the ``error`` event of its stream."""
+
+    detail: list[MistralErrorItem] | str | None = None
+
+    def message(self) -> str | None:
+        if isinstance(self.detail, list):
+            return self.detail[0].msg if self.detail else None
+        return self.detail or super().message()
+
+
+class MistralSegment(WireModel):
+    text: str
+    start: Seconds
+    end: Seconds
+
+
+class MistralWord(WireModel):
+    word: str = Field(validation_alias=AliasChoices("word", "text"))
+    start: Seconds
+    end: Seconds
+
+
+class MistralUsage(WireModel):
+    prompt_audio_seconds: Seconds | None = None
+    prompt_tokens: Count | None = None
+    completion_tokens: Count | None = None
+    total_tokens: Count | None = None
+
+
+class MistralTranscription(WireModel):
+    """The answer, and the stream's ``transcription.done`` event."""
+
+    text: str
+    language: str | None = None
+    segments: list[MistralSegment] | None = None
+    words: list[MistralWord] | None = None
+    usage: MistralUsage | None = None
+
+    def canonical(self) -> Transcript:
+        segments = None
+        if self.segments is not None:
+            segments = [Segment(id=i, start=s.start, end=s.end, text=s.text) for i, s in enumerate(self.segments)]
+        usage = None
+        duration = segments[-1].end if segments else None
+        if self.usage is not None:
+            usage = Usage(
+                type="tokens",
+                input_tokens=self.usage.prompt_tokens,
+                output_tokens=self.usage.completion_tokens,
+                total_tokens=self.usage.total_tokens,
+                seconds=self.usage.prompt_audio_seconds,
+            )
+            if self.usage.prompt_audio_seconds is not None:
+                duration = self.usage.prompt_audio_seconds  # the audio's length, not the last segment's end
+        return Transcript(
+            text=self.text,
+            language=language_name(self.language) if self.language else None,
+            duration=duration,
+            segments=segments,
+            words=None
+            if self.words is None
+            else [Word(word=w.word.strip(), start=w.start, end=w.end) for w in self.words],
+            usage=usage,
+        )
+
+
+class MistralDelta(WireModel):
+    text: str
+
+
+STREAM_EVENTS: dict[str, type[WireModel]] = {
+    "transcription.text.delta": MistralDelta,
+    "transcription.done": MistralTranscription,
+    "error": MistralErrorBody,
+}
 
 
 class MistralProvider(HttpProvider):
@@ -75,77 +151,31 @@ class MistralProvider(HttpProvider):
                 "Accept": "text/event-stream" if stream else "application/json",
             },
             data=body,
-            message_of=mistral_error_message,
-            stream=stream,
+            errors=MistralErrorBody,
         )
 
     def transcribe(self, model: str, request: TranscriptionRequest, audio: AudioInput, call: Call) -> Transcript:
-        return self.from_wire(self.upstream.json(self._post(model, request, audio, call, stream=False)))
+        response = self._post(model, request, audio, call, stream=False)
+        return self.upstream.answer(response, MistralTranscription, call).canonical()
 
     def stream(self, model: str, request: TranscriptionRequest, audio: AudioInput, call: Call) -> Iterator[StreamEvent]:
         """Mistral's stream: ``transcription.text.delta`` events (``text``), then ``transcription.done``
         (the whole answer); ``transcription.language`` and ``transcription.segment`` carry nothing new."""
         response = self._post(model, request, audio, call, stream=True)
-        return self._translate(self.upstream.sse_events(response))
+        return self._translate(self.upstream.events(response, STREAM_EVENTS, call))
 
-    def _translate(self, events: Iterator[dict[str, Any]]) -> Iterator[StreamEvent]:
+    def _translate(self, events: Iterator[WireModel]) -> Iterator[StreamEvent]:
         for event in events:
-            kind = event.get("type")
-            if kind == "transcription.text.delta":
-                yield TextDelta(str(event.get("text", "")))
-            elif kind == "transcription.done":
-                done = self.from_wire(event)
+            if isinstance(event, MistralDelta):
+                yield TextDelta(event.text)
+            elif isinstance(event, MistralTranscription):
+                done = event.canonical()
                 yield TextDone(done.text, done.usage)
                 return
-            elif kind == "error" or isinstance(event.get("error"), dict):
-                error = event.get("error")
-                detail: dict[str, Any] = error if isinstance(error, dict) else event
+            elif isinstance(event, MistralErrorBody):
                 raise ProviderFailed(
-                    self.upstream.redact(str(detail.get("message", "stream error"))),
-                    provider=self.name,
-                    is_bifrost_error=False,
+                    self.upstream.relayed(event.message() or "stream error"), provider=self.name, is_bifrost_error=False
                 )
         raise ProviderFailed(
             "mistral ended the stream before its done event.", code="stream_truncated", provider=self.name
-        )
-
-    def from_wire(self, body: Any) -> Transcript:
-        if not isinstance(body, dict) or not isinstance(body.get("text"), str):
-            raise ProviderFailed(
-                "mistral returned JSON without a transcript text.",
-                code="invalid_provider_response",
-                provider=self.name,
-                is_bifrost_error=False,
-            )
-        segments = None
-        if isinstance(body.get("segments"), list):
-            segments = [
-                Segment(id=i, start=float(s["start"]), end=float(s["end"]), text=str(s["text"]))
-                for i, s in enumerate(body["segments"])
-            ]
-        words = None
-        if isinstance(body.get("words"), list):
-            words = [
-                Word(word=str(w.get("word", w.get("text", ""))).strip(), start=float(w["start"]), end=float(w["end"]))
-                for w in body["words"]
-            ]
-        usage = None
-        raw_usage = body.get("usage")
-        if isinstance(raw_usage, dict):
-            usage = Usage(
-                type="tokens",
-                input_tokens=raw_usage.get("prompt_tokens"),
-                output_tokens=raw_usage.get("completion_tokens"),
-                total_tokens=raw_usage.get("total_tokens"),
-                seconds=raw_usage.get("prompt_audio_seconds"),
-            )
-        duration = segments[-1].end if segments else None
-        language = body.get("language")
-        return Transcript(
-            text=body["text"],
-            language=language_name(language) if isinstance(language, str) else None,
-            duration=duration,
-            segments=segments,
-            words=words,
-            usage=usage,
         )

@@ -29,7 +29,8 @@ from heimdall.core.types import (
     Word,
 )
 from heimdall.providers.base import Capabilities, stream_from_transcript
-from heimdall.providers.upstream import Call, HttpProvider, openai_error_message
+from heimdall.providers.upstream import Call, HttpProvider
+from heimdall.providers.wire import Count, OpenAIErrorBody, Seconds, WireModel
 
 SEGMENT_FORMATS = frozenset({ResponseFormat.SRT, ResponseFormat.VTT, ResponseFormat.VERBOSE_JSON})
 
@@ -62,52 +63,93 @@ def multipart(fields: list[tuple[str, str]], audio: AudioInput, file_field: str 
     return MultipartEncoder(fields=parts)
 
 
-def transcript_from_openai(body: Any, provider: str) -> Transcript:
-    """OpenAI's json / verbose_json body as a canonical transcript."""
-    if not isinstance(body, dict) or not isinstance(body.get("text"), str):
-        raise ProviderFailed(
-            f"{provider} returned JSON without a transcript text.",
-            code="invalid_provider_response",
-            provider=provider,
-            is_bifrost_error=False,
+class OpenAIWord(WireModel):
+    word: str
+    start: Seconds
+    end: Seconds
+
+
+class OpenAISegment(WireModel):
+    seek: int | None = None
+    start: Seconds
+    end: Seconds
+    text: str
+    tokens: list[int] | None = None
+    temperature: float | None = None
+    avg_logprob: float | None = None
+    compression_ratio: float | None = None
+    no_speech_prob: float | None = None
+
+
+class OpenAILogprob(WireModel):
+    token: str
+    logprob: float
+    bytes: list[int] | None = None
+
+
+class OpenAITokenDetails(WireModel):
+    text_tokens: Count | None = None
+    audio_tokens: Count | None = None
+
+
+class OpenAIUsage(WireModel):
+    """``{"type": "tokens", input_tokens, output_tokens, total_tokens, input_token_details}`` or
+    ``{"type": "duration", "seconds": <number>}`` (2.5 is as valid as 8); other types are skipped."""
+
+    type: str
+    seconds: Seconds | None = None
+    input_tokens: Count | None = None
+    input_token_details: OpenAITokenDetails | None = None
+    output_tokens: Count | None = None
+    total_tokens: Count | None = None
+
+    def canonical(self) -> Usage | None:
+        if self.type not in ("tokens", "duration"):
+            return None
+        return Usage.model_validate(self.model_dump(exclude_none=True))
+
+
+class OpenAITranscription(WireModel):
+    """The ``json`` and ``verbose_json`` bodies."""
+
+    text: str
+    language: str | None = None
+    duration: Seconds | None = None
+    segments: list[OpenAISegment] | None = None
+    words: list[OpenAIWord] | None = None
+    logprobs: list[OpenAILogprob] | None = None
+    usage: OpenAIUsage | None = None
+
+    def canonical(self) -> Transcript:
+        return Transcript(
+            text=self.text,
+            language=language_name(self.language.lower()) if self.language else None,
+            duration=self.duration,
+            segments=None
+            if self.segments is None
+            else [Segment(id=index, **s.model_dump()) for index, s in enumerate(self.segments)],
+            words=None if self.words is None else [Word(**w.model_dump()) for w in self.words],
+            logprobs=_logprobs(self.logprobs),
+            usage=self.usage.canonical() if self.usage else None,
         )
-    segments = None
-    if isinstance(body.get("segments"), list):
-        segments = [
-            Segment(
-                id=index,
-                seek=s.get("seek"),
-                start=float(s["start"]),
-                end=float(s["end"]),
-                text=str(s.get("text", "")),
-                tokens=s.get("tokens"),
-                temperature=s.get("temperature"),
-                avg_logprob=s.get("avg_logprob"),
-                compression_ratio=s.get("compression_ratio"),
-                no_speech_prob=s.get("no_speech_prob"),
-            )
-            for index, s in enumerate(body["segments"])
-        ]
-    words = None
-    if isinstance(body.get("words"), list):
-        words = [Word(word=str(w["word"]), start=float(w["start"]), end=float(w["end"])) for w in body["words"]]
-    logprobs = None
-    if isinstance(body.get("logprobs"), list):
-        logprobs = _logprobs(body["logprobs"])
-    usage = None
-    if isinstance(body.get("usage"), dict) and body["usage"].get("type") in ("tokens", "duration"):
-        raw = body["usage"]
-        usage = Usage.model_validate({k: v for k, v in raw.items() if k in Usage.model_fields})
-    language = body.get("language")
-    return Transcript(
-        text=body["text"],
-        language=language_name(language.lower()) if isinstance(language, str) else None,
-        duration=float(body["duration"]) if isinstance(body.get("duration"), int | float) else None,
-        segments=segments,
-        words=words,
-        logprobs=logprobs,
-        usage=usage,
-    )
+
+
+class OpenAIDelta(WireModel):
+    delta: str
+    logprobs: list[OpenAILogprob] | None = None
+
+
+class OpenAIDone(WireModel):
+    text: str
+    logprobs: list[OpenAILogprob] | None = None
+    usage: OpenAIUsage | None = None
+
+
+STREAM_EVENTS: dict[str, type[WireModel]] = {
+    "transcript.text.delta": OpenAIDelta,
+    "transcript.text.done": OpenAIDone,
+    "error": OpenAIErrorBody,
+}
 
 
 class OpenAICompatibleProvider(HttpProvider):
@@ -140,13 +182,12 @@ class OpenAICompatibleProvider(HttpProvider):
             headers=headers,
             params=self.params(key) if key is not None else None,
             data=body,
-            message_of=openai_error_message,
-            stream=stream,
+            errors=OpenAIErrorBody,
         )
 
     def transcribe(self, model: str, request: TranscriptionRequest, audio: AudioInput, call: Call) -> Transcript:
         response = self._post(model, openai_fields(model, request, upstream_format(request)), audio, call, stream=False)
-        return transcript_from_openai(self.upstream.json(response), self.name)
+        return self.upstream.answer(response, OpenAITranscription, call).canonical()
 
     def stream(self, model: str, request: TranscriptionRequest, audio: AudioInput, call: Call) -> Iterator[StreamEvent]:
         """OpenAI's transcription stream (gpt-4o-*-transcribe), translated event by event; other models
@@ -155,35 +196,23 @@ class OpenAICompatibleProvider(HttpProvider):
             return stream_from_transcript(self.transcribe(model, request, audio, call))
         fields = [*openai_fields(model, request, "json"), ("stream", "true")]
         response = self._post(model, fields, audio, call, stream=True)
-        return self._translate(self.upstream.sse_events(response))
+        return self._translate(self.upstream.events(response, STREAM_EVENTS, call))
 
-    def _translate(self, events: Iterator[dict[str, Any]]) -> Iterator[StreamEvent]:
+    def _translate(self, events: Iterator[WireModel]) -> Iterator[StreamEvent]:
         for event in events:
-            kind = event.get("type")
-            if kind == "transcript.text.delta":
-                yield TextDelta(str(event.get("delta", "")), _logprobs(event.get("logprobs")))
-            elif kind == "transcript.text.done":
-                usage = event.get("usage")
-                yield TextDone(
-                    str(event.get("text", "")),
-                    Usage.model_validate({k: v for k, v in usage.items() if k in Usage.model_fields})
-                    if isinstance(usage, dict)
-                    else None,
-                    _logprobs(event.get("logprobs")),
-                )
+            if isinstance(event, OpenAIDelta):
+                yield TextDelta(event.delta, _logprobs(event.logprobs))
+            elif isinstance(event, OpenAIDone):
+                yield TextDone(event.text, event.usage.canonical() if event.usage else None, _logprobs(event.logprobs))
                 return
-            elif isinstance(event.get("error"), dict):
+            elif isinstance(event, OpenAIErrorBody):
                 raise ProviderFailed(
-                    self.upstream.redact(str(event["error"].get("message", "stream error"))),
-                    provider=self.name,
-                    is_bifrost_error=False,
+                    self.upstream.relayed(event.message() or "stream error"), provider=self.name, is_bifrost_error=False
                 )
         raise ProviderFailed(
             f"{self.name} ended the stream before its done event.", code="stream_truncated", provider=self.name
         )
 
 
-def _logprobs(raw: Any) -> list[Logprob] | None:
-    if not isinstance(raw, list):
-        return None
-    return [Logprob(token=lp["token"], logprob=lp["logprob"], bytes=lp.get("bytes")) for lp in raw]
+def _logprobs(raw: list[OpenAILogprob] | None) -> list[Logprob] | None:
+    return None if raw is None else [Logprob(**lp.model_dump()) for lp in raw]

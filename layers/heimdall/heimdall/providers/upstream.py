@@ -1,21 +1,25 @@
 """What every HTTP provider shares: the session, key choice, timeouts, and error mapping.
 
 One ``requests.Session`` per provider, created on first use and reused across requests (and across
-invocations of a warm Lambda). Failures map as DESIGN §4 says: timeout → 504; connection reset,
-HTML page, truncated or unparseable body → 502; upstream 429 → 429 with ``Retry-After``; upstream 5xx
-→ 502; the provider's own JSON message is relayed (``is_bifrost_error: false``), never raw HTML and
-never a key, even when the provider echoes one.
+invocations of a warm Lambda). Failures map as docs/api.md says: timeout → 504; connection reset,
+HTML page, truncated, oversized or unparseable body, or JSON of the wrong shape → 502; upstream 429 →
+429 with ``Retry-After``; upstream 5xx → 502; the provider's own JSON message is relayed
+(``is_bifrost_error: false``), never raw HTML and never a key, even when the provider echoes one.
+Answers are read by Heimdall, bounded in size and time, and only through typed models (``wire.py``).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 from heimdall.config import KeyConfig, NetworkConfig, ProviderConfig
@@ -27,13 +31,22 @@ from heimdall.core.errors import (
     ProviderTimeout,
     RateLimited,
 )
+from heimdall.providers.wire import ErrorBody, WireModel, invalid_answer, parse_answer
 
 if TYPE_CHECKING:
     import requests
 
-MessageOf = Callable[[Any], str | None]
+M = TypeVar("M", bound=WireModel)
 _REDACTED = "[redacted]"
 _MAX_MESSAGE = 1000
+#: The largest answer read: four hours of word timings with every field are a few MB.
+MAX_ANSWER_BYTES = 32 * 1024 * 1024
+#: An error body is a message, not a document.
+MAX_ERROR_BYTES = 64 * 1024
+#: One server-sent event: a delta, or a done event with the whole text.
+MAX_EVENT_BYTES = 1024 * 1024
+_READ_BLOCK = 256 * 1024
+_EVENT_BLOCK = 512  # requests' own line-reading size: events go on as soon as they arrive
 
 
 @dataclass(frozen=True)
@@ -112,12 +125,12 @@ class Upstream:
         *,
         call: Call,
         headers: Mapping[str, str],
-        message_of: MessageOf,
+        errors: type[ErrorBody],
         params: Mapping[str, str] | None = None,
         data: Any = None,
-        stream: bool = False,
     ) -> requests.Response:
-        """POST and return a 2xx response, or raise the mapped error."""
+        """POST and return a 2xx response whose body is still to be read (``answer`` or ``events``),
+        or raise the mapped error."""
         import requests
 
         try:
@@ -127,17 +140,18 @@ class Upstream:
                 data=data,
                 headers=dict(headers),
                 timeout=(min(call.timeout, 10.0), call.timeout),
-                stream=stream,
+                stream=True,  # read by Heimdall, bounded in size and time
             )
         except requests.Timeout:
-            raise ProviderTimeout(
-                f"{self.provider} did not answer within {call.timeout:.1f} s.", provider=self.provider
-            ) from None
+            raise self.timeout(call) from None
         except requests.RequestException as exc:
             raise self.unreachable("could not be reached or dropped the connection", exc) from None
         if response.status_code >= 400:
-            raise self.error_from(response, message_of)
+            raise self.error_from(response, errors, call)
         return response
+
+    def timeout(self, call: Call) -> ProviderTimeout:
+        return ProviderTimeout(f"{self.provider} did not answer within {call.timeout:.1f} s.", provider=self.provider)
 
     def unreachable(self, what: str, exc: Exception) -> ProviderFailed:
         """A connection that failed or broke: Heimdall's own 502 (the provider said nothing)."""
@@ -145,9 +159,9 @@ class Upstream:
             f"{self.provider} {what} ({type(exc).__name__}).", code="provider_unreachable", provider=self.provider
         )
 
-    def error_from(self, response: requests.Response, message_of: MessageOf) -> HeimdallError:
+    def error_from(self, response: requests.Response, errors: type[ErrorBody], call: Call) -> HeimdallError:
         status = response.status_code
-        message = self._message(response, message_of)
+        message = self._message(response, errors, call)
         common: dict[str, Any] = {"provider": self.provider, "is_bifrost_error": False}
         if status == 429:
             return RateLimited(message, retry_after=_retry_after(response.headers), **common)
@@ -163,56 +177,119 @@ class Upstream:
             return InvalidRequest(message, code="upstream_rejected", client_fault=True, **common)
         return ProviderFailed(message, code=f"upstream_{status}", **common)
 
-    def _message(self, response: requests.Response, message_of: MessageOf) -> str:
-        status = response.status_code
+    def _message(self, response: requests.Response, errors: type[ErrorBody], call: Call) -> str:
+        """The provider's own message from an error body of the shape it documents; nothing from an
+        HTML page, a truncated or oversized body, or JSON of another shape."""
         try:
-            extracted = message_of(response.json())
-        except (ValueError, AttributeError, TypeError, KeyError, IndexError):
-            extracted = None  # HTML error pages and truncated bodies are never relayed
-        text = extracted or f"{self.provider} answered HTTP {status} without a readable error message."
-        return self.redact(str(text))[:_MAX_MESSAGE]
+            extracted = errors.model_validate(_json(self._read(response, call, MAX_ERROR_BYTES))).message()
+        except (HeimdallError, ValueError, RecursionError):  # pydantic's ValidationError is a ValueError
+            extracted = None
+        text = extracted or f"{self.provider} answered HTTP {response.status_code} without a readable error message."
+        return self.relayed(text)
 
-    def json(self, response: requests.Response) -> Any:
-        """The body as JSON, or a 502 for a truncated, HTML or otherwise unparseable body."""
-        import requests
+    def relayed(self, text: str) -> str:
+        """A provider's message as a client may see it: no secret, bounded length."""
+        return self.redact(text)[:_MAX_MESSAGE]
 
+    def answer(self, response: requests.Response, model: type[M], call: Call) -> M:
+        """The body as ``model``; a 502 for a body that is truncated, HTML, not JSON, over
+        MAX_ANSWER_BYTES or of the wrong shape; a 504 when it trickles in past the call's timeout."""
+        body = self._read(response, call, MAX_ANSWER_BYTES)
         try:
-            return response.json()
-        except (ValueError, requests.RequestException):
-            raise ProviderFailed(
-                f"{self.provider} returned a body that is not valid JSON "
-                f"({response.headers.get('content-type', 'no content type')}).",
-                code="invalid_provider_response",
-                provider=self.provider,
-                is_bifrost_error=False,
+            document = _json(body)
+        except (ValueError, RecursionError):
+            raise invalid_answer(
+                self.provider,
+                "returned a body that is not valid JSON "
+                f"({response.headers.get('content-type', 'no content type')}, {len(body)} bytes)",
             ) from None
+        return parse_answer(model, document, self.provider)
 
-    def sse_events(self, response: requests.Response) -> Iterator[dict[str, Any]]:
-        """The JSON objects of a server-sent event stream (``data: {...}`` lines; ``[DONE]`` ends it)."""
+    def events(
+        self, response: requests.Response, models: Mapping[str, type[WireModel]], call: Call
+    ) -> Iterator[WireModel]:
+        """The events of a server-sent event stream (``data: {...}`` lines; ``[DONE]`` ends it), each
+        validated by the model registered for its ``type`` (an object without one but with ``error``
+        is the ``error`` event); events of other types are skipped, as a newer API may add some."""
+        for data in self._data_lines(response, call):
+            if data == b"[DONE]":
+                return
+            try:
+                event = _json(data)
+            except (ValueError, RecursionError):
+                raise invalid_answer(self.provider, "sent a stream event that is not JSON") from None
+            if not isinstance(event, dict):
+                raise invalid_answer(
+                    self.provider, f"sent a stream event that is not an object ({type(event).__name__})"
+                )
+            kind = event.get("type", "error" if "error" in event else None)
+            model = models.get(kind) if isinstance(kind, str) else None
+            if model is not None:
+                yield parse_answer(model, event, self.provider)
+
+    def _read(self, response: requests.Response, call: Call, limit: int) -> bytes:
+        """The whole body, at most ``limit`` bytes (decoded), within ``call.timeout`` from its first byte."""
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            response.close()
+            raise self._too_large(limit)
+        chunks: list[bytes] = []
+        size = 0
+        ends = time.monotonic() + call.timeout
+        with self._reading(response, call):
+            for chunk in response.iter_content(_READ_BLOCK):
+                size += len(chunk)
+                if size > limit:
+                    raise self._too_large(limit)
+                if time.monotonic() > ends:
+                    raise self.timeout(call)
+                chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _data_lines(self, response: requests.Response, call: Call) -> Iterator[bytes]:
+        """The ``data:`` payloads of an event stream; each line at most MAX_EVENT_BYTES, the whole
+        stream at most MAX_ANSWER_BYTES and ``call.timeout``."""
+        pending = bytearray()
+        size = 0
+        ends = time.monotonic() + call.timeout
+        with self._reading(response, call):
+            for chunk in response.iter_content(_EVENT_BLOCK):
+                size += len(chunk)
+                if size > MAX_ANSWER_BYTES:
+                    raise self._too_large(MAX_ANSWER_BYTES)
+                if time.monotonic() > ends:
+                    raise self.timeout(call)
+                pending += chunk
+                if b"\n" in chunk or b"\r" in chunk:
+                    lines = bytes(pending).splitlines(keepends=True)
+                    pending = bytearray(lines.pop() if not lines[-1].endswith((b"\n", b"\r")) else b"")
+                    for line in lines:
+                        if line.startswith(b"data:"):
+                            yield line[5:].strip()
+                if len(pending) > MAX_EVENT_BYTES:
+                    raise invalid_answer(self.provider, f"sent a stream event over {MAX_EVENT_BYTES} bytes")
+            if pending.startswith(b"data:"):
+                yield bytes(pending[5:]).strip()
+
+    @contextmanager
+    def _reading(self, response: requests.Response, call: Call) -> Iterator[None]:
+        """Maps a failure while reading a body; the connection is released whatever happens."""
         import requests
+        from urllib3.exceptions import ReadTimeoutError
 
         try:
-            for line in response.iter_lines(decode_unicode=False):
-                if not line.startswith(b"data:"):
-                    continue
-                data = line[5:].strip()
-                if data == b"[DONE]":
-                    return
-                try:
-                    event = json.loads(data)
-                except ValueError:
-                    raise ProviderFailed(
-                        f"{self.provider} sent a stream event that is not JSON.",
-                        code="invalid_provider_response",
-                        provider=self.provider,
-                        is_bifrost_error=False,
-                    ) from None
-                if isinstance(event, dict):
-                    yield event
+            yield
+        except requests.ConnectionError as exc:
+            if exc.args and isinstance(exc.args[0], ReadTimeoutError):
+                raise self.timeout(call) from None
+            raise self.unreachable("dropped the connection while answering", exc) from None
         except requests.RequestException as exc:
-            raise self.unreachable("dropped the stream", exc) from None
+            raise self.unreachable("sent a broken answer", exc) from None
         finally:
             response.close()
+
+    def _too_large(self, limit: int) -> ProviderFailed:
+        return invalid_answer(self.provider, f"sent an answer over {limit // 1024} KiB")
 
 
 class HttpProvider:
@@ -236,23 +313,19 @@ class HttpProvider:
 def _retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds to wait: Azure's ``retry-after-ms`` first, then ``Retry-After`` in seconds."""
     for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value:
-            try:
-                return max(0.0, float(value) / scale)
-            except ValueError:
-                continue  # an HTTP date: treat as unknown
+        try:
+            seconds = float(headers.get(name) or "nan") / scale
+        except ValueError:
+            continue  # an HTTP date: treat as unknown
+        if math.isfinite(seconds):  # inf, nan, 1e400: not a wait anyone can honour
+            return max(0.0, seconds)
     return None
 
 
-def openai_error_message(body: Any) -> str | None:
-    """``{"error": {"message": ...}}`` (OpenAI, Azure, Groq, Gemini) or a bare ``{"message": ...}``."""
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return str(error["message"])
-        if isinstance(error, str):
-            return error
-        if isinstance(body.get("message"), str):
-            return str(body["message"])
-    return None
+def _json(body: bytes) -> Any:
+    """JSON as the RFC defines it: ``NaN`` and ``Infinity`` are not numbers a provider may send."""
+    return json.loads(body, parse_constant=_not_a_number)
+
+
+def _not_a_number(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
