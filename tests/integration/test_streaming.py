@@ -156,7 +156,10 @@ def test_lambda_handler_returns_the_same_event_stream(gateway_url: str, api_hand
     body = mp.body(mp.field("model", "whisper-1"), mp.field("stream", "true"),
                    mp.file_part(AUDIO, filename="fox.flac", content_type="audio/flac"))  # fmt: skip
     over_http = httpx.post(
-        f"{gateway_url}/openai/v1/audio/transcriptions", content=body, headers={"content-type": mp.CONTENT_TYPE}
+        f"{gateway_url}/openai/v1/audio/transcriptions",
+        content=body,
+        headers={"content-type": mp.CONTENT_TYPE},
+        timeout=60,  # the engine, on a loaded machine, takes longer than httpx's default 5 s
     )
     event = http_v2_event("POST", "/openai/v1/audio/transcriptions", body=body, content_type=mp.CONTENT_TYPE)
     response = api_handler(event, lambda_context)
