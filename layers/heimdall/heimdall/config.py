@@ -9,15 +9,50 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
-
-PROVIDER_NAMES = frozenset(
-    {"local", "openai", "azure", "groq", "elevenlabs", "deepgram", "gemini", "mistral", "openai-compatible"}
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
 )
+
+from heimdall.core.names import RULE, name_problem
+
+ProviderName = Literal[
+    "local", "openai", "azure", "groq", "elevenlabs", "deepgram", "gemini", "mistral", "openai-compatible"
+]
+PROVIDER_NAMES: frozenset[str] = frozenset(get_args(ProviderName))
+
+
+def _model_name(value: str) -> str:
+    if name_problem(value) is not None:
+        raise ValueError(f"expected a model or deployment name: {RULE}")
+    return value
+
+
+def _target(value: str) -> str:
+    provider, _, model = value.partition("/")
+    if provider not in PROVIDER_NAMES or name_problem(model) is not None:
+        raise ValueError(
+            f"expected provider/model, the provider one of {', '.join(sorted(PROVIDER_NAMES))} and the model a "
+            "name of ASCII letters, digits and - . _ ~ : @ +"
+        )
+    return value
+
+
+#: A name a client may send (an alias, a default model, an Azure deployment): the rule clients are held to.
+ModelName = Annotated[str, AfterValidator(_model_name)]
+#: One entry of a ``deployments`` list: ``provider/model``.
+Target = Annotated[str, AfterValidator(_target)]
 
 
 class ConfigError(Exception):
@@ -74,7 +109,7 @@ class ClientConfig(_Strict):
     #: Largest file a presigned upload (POST /v1/uploads) accepts.
     max_upload_size_mb: float = Field(default=2048, gt=0)
     #: The model for files dropped into incoming/ without a manifest (else the first alias, else local).
-    default_model: str | None = None
+    default_model: ModelName | None = None
 
 
 class VirtualKey(_Strict):
@@ -103,19 +138,11 @@ class Governance(_Strict):
 
 class GatewayConfig(_Strict):
     model_config = ConfigDict(extra="allow", frozen=True)  # other Bifrost sections are ignored
-    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    providers: dict[ProviderName, ProviderConfig] = Field(default_factory=dict)
     local: LocalConfig = LocalConfig()
-    deployments: dict[str, list[str]] = Field(default_factory=dict)
+    deployments: dict[ModelName, Annotated[list[Target], Field(min_length=1)]] = Field(default_factory=dict)
     client_config: ClientConfig = ClientConfig()
     governance: Governance = Governance()
-
-    @field_validator("providers")
-    @classmethod
-    def _known_providers(cls, providers: dict[str, ProviderConfig]) -> dict[str, ProviderConfig]:
-        unknown = sorted(set(providers) - PROVIDER_NAMES)
-        if unknown:
-            raise ValueError(f"unknown provider {unknown[0]!r}; known: {', '.join(sorted(PROVIDER_NAMES))}")
-        return providers
 
     @model_validator(mode="after")
     def _auth_has_keys(self) -> GatewayConfig:
@@ -125,18 +152,6 @@ class GatewayConfig(_Strict):
         if len(ids) != len(set(ids)):
             raise ValueError("governance.virtual_keys ids must be unique")
         return self
-
-    @field_validator("deployments")
-    @classmethod
-    def _targets_are_provider_model(cls, deployments: dict[str, list[str]]) -> dict[str, list[str]]:
-        for alias, targets in deployments.items():
-            if not targets:
-                raise ValueError(f"deployment {alias!r} lists no targets")
-            for target in targets:
-                provider, _, model = target.partition("/")
-                if provider not in PROVIDER_NAMES or not model:
-                    raise ValueError(f"deployment {alias!r}: target {target!r} is not provider/model")
-        return deployments
 
 
 def _resolve_env(node: Any, path: str) -> Any:
@@ -152,11 +167,21 @@ def _resolve_env(node: Any, path: str) -> Any:
     return node
 
 
-def _json_path(loc: tuple[int | str, ...]) -> str:
+_WORD = re.compile(r"[a-z][a-z_-]{0,31}")  # a field name's shape: secrets have digits, or are longer
+
+
+def _json_path(loc: tuple[int | str, ...], *, wrong_key: bool) -> str:
+    """``providers.azure.keys[0].weight``. When the last key is itself the mistake (an unknown field,
+    a key of the wrong shape), it is named only if it looks like a field name (``max_retires``,
+    ``opnai``): otherwise it is text out of place, maybe a secret, and the path stops above it."""
+    loc = loc[:-1] if loc and loc[-1] == "[key]" else loc
+    shown = loc[:-1] if wrong_key and loc and not _WORD.fullmatch(str(loc[-1])) else loc
     out = ""
-    for part in loc:
+    for part in shown:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "$"
+    if not wrong_key:
+        return out or "$"
+    return (out or "$") + (" (one of its keys)" if shown != loc else " (the key)")
 
 
 def _note_key_variables(document: Mapping[str, Any], resolved: dict[str, Any]) -> None:
@@ -175,20 +200,27 @@ def parse_config(document: Mapping[str, Any]) -> GatewayConfig:
         raise ConfigError("config: the document must be a JSON object")
     data = dict(_resolve_env(document, ""))
     _note_key_variables(document, data)
-    providers = dict(data.get("providers") or {})
-    local = providers.pop("local", None)  # the engine's block sits with the providers, as Bifrost's do
-    data["providers"] = providers
-    if local is not None:
-        data["local"] = local
+    providers = data.get("providers")
+    if providers is None:
+        data.pop("providers", None)
+    elif isinstance(providers, Mapping) and "local" in providers:
+        # the engine's block sits with the providers, as Bifrost's do
+        data["providers"] = {name: block for name, block in providers.items() if name != "local"}
+        data["local"] = providers["local"]
     try:
         return GatewayConfig.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = tuple(first["loc"])
-        if loc and loc[0] == "local":
-            loc = ("providers", *loc)
-        # pydantic's message, never its input: the input may be a secret.
-        raise ConfigError(f"config {_json_path(loc)}: {first['msg']}") from None
+        loc = tuple(exc.errors()[0]["loc"])
+        raise config_error(exc, ("providers",) if loc and loc[0] == "local" else ()) from None
+
+
+def config_error(exc: ValidationError, where: tuple[int | str, ...] = ()) -> ConfigError:
+    """The first problem pydantic found, at its JSON path below ``where``: pydantic's message (what
+    was expected), never its input, which may be a secret put in the wrong place."""
+    first = exc.errors()[0]
+    loc = (*where, *first["loc"])
+    wrong_key = first["type"] == "extra_forbidden" or (bool(loc) and loc[-1] == "[key]")
+    return ConfigError(f"config {_json_path(loc, wrong_key=wrong_key)}: {first['msg'].removeprefix('Value error, ')}")
 
 
 def _read_source(source: str) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from heimdall.config import KeyConfig
+from heimdall.config import KeyConfig, ModelName
 from heimdall.providers.base import Capabilities
 from heimdall.providers.openai import openai_capabilities
 from heimdall.providers.openai_compatible import OpenAICompatibleProvider
@@ -26,7 +26,7 @@ class AzureKeyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     endpoint: str
     api_version: str = DEFAULT_API_VERSION
-    deployments: dict[str, str] = Field(default_factory=dict)
+    deployments: dict[ModelName, ModelName] = Field(default_factory=dict)  # model → Azure deployment
 
 
 def azure_settings(key: KeyConfig) -> AzureKeyConfig:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from pydantic import ValidationError
 
-from heimdall.config import ConfigError, GatewayConfig, ProviderConfig
+from heimdall.config import ConfigError, GatewayConfig, ProviderConfig, config_error
 from heimdall.providers.base import Provider
 from heimdall.providers.local import LocalEngineOptions, LocalProvider
 
@@ -44,10 +44,7 @@ def _check(name: str, config: ProviderConfig) -> None:
             try:
                 azure_settings(key)
             except ValidationError as exc:
-                first = exc.errors()[0]
-                where = ".".join(str(p) for p in first["loc"])
-                path = f"providers.azure.keys[{index}].azure_key_config" + (f".{where}" if where else "")
-                raise ConfigError(f"config {path}: {first['msg']}") from None
+                raise config_error(exc, ("providers", "azure", "keys", index, "azure_key_config")) from None
 
 
 def build_providers(config: GatewayConfig) -> dict[str, Provider]:
@@ -67,7 +64,10 @@ def build_providers(config: GatewayConfig) -> dict[str, Provider]:
         )
     for alias, targets in config.deployments.items():
         for index, target in enumerate(targets):
-            name = target.partition("/")[0]
-            if name not in providers:
-                raise ConfigError(f"config deployments.{alias}[{index}]: provider '{name}' is not configured")
+            provider = target.partition("/")[0]  # a known provider's name: checked with the config
+            if provider not in providers:
+                raise ConfigError(
+                    f"config deployments.{alias}[{index}]: expected a configured provider; "
+                    f"'{provider}' has no entry under providers"
+                )
     return providers
