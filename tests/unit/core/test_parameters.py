@@ -53,11 +53,20 @@ def test_temperature_bounds_are_inclusive() -> None:
     assert build_request([("model", "m"), ("temperature", "1")], path_model=None).temperature == 1
 
 
-@pytest.mark.parametrize("strategy", ["auto", '{"type": "server_vad", "threshold": 0.5}'])
-def test_chunking_strategy_accepts_openai_forms(strategy: str) -> None:
-    assert (
-        build_request([("model", "m"), ("chunking_strategy", strategy)], path_model=None).chunking_strategy == strategy
-    )
+@pytest.mark.parametrize(
+    ("fields", "sent"),
+    [
+        ([("chunking_strategy", "auto")], "auto"),
+        ([("chunking_strategy", '{"threshold": 0.5, "type": "server_vad"}')], '{"type":"server_vad","threshold":0.5}'),
+        ([("chunking_strategy[type]", "server_vad"), ("chunking_strategy[silence_duration_ms]", "400")],
+         '{"type":"server_vad","silence_duration_ms":400}'),
+    ],
+    ids=["auto", "JSON string", "bracketed"],
+)  # fmt: skip
+def test_chunking_strategy_accepts_openai_forms_as_one_canonical_value(
+    fields: list[tuple[str, str]], sent: str
+) -> None:
+    assert build_request([("model", "m"), *fields], path_model=None).chunking_strategy == sent
 
 
 def test_chunking_strategy_rejects_other_values() -> None:

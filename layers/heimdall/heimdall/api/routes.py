@@ -134,6 +134,7 @@ async def transcribe(request: Request, deployment_id: str | None, api_version: s
         log["audio_bytes"] = audio.size
         if audio.size == 0:
             raise InvalidRequest("The uploaded file is empty.", param="file", code="empty_file")
+        audio = audio.with_format(transcription.file_format)
         await run_in_threadpool(check_audio, audio, config.client_config.max_audio_seconds)
         bucket: AudioBucket | None = request.app.state.bucket
         if bucket is not None and audio.size > config.client_config.stage_above_mb * 1024 * 1024:

@@ -8,7 +8,7 @@ API Gateway caps a request at 6 MB; the presigned POST goes straight to S3 (up t
 
 from __future__ import annotations
 
-import json
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -22,26 +22,33 @@ from heimdall.api.openapi import ERROR_RESPONSES
 from heimdall.config import GatewayConfig
 from heimdall.core.errors import InvalidRequest, NotFound, UnsupportedMediaType
 from heimdall.core.formats import PLAIN_TEXT_FORMATS, extra_fields, render_document, render_plain
-from heimdall.core.parameters import build_request, safe_filename
-from heimdall.core.types import ResponseFormat, Transcript, TranscriptionRequest
+from heimdall.core.parameters import bounded_json, build_request, safe_filename
+from heimdall.core.types import ResponseFormat, Transcript, TranscriptionRequest, named_for_format
 from heimdall.jobs import new_job_id, now
 from heimdall.storage import INCOMING, AudioBucket, manifest_key, require_bucket, status_key
 
 UPLOAD_URL_SECONDS = 900
 _MAX_BODY = 64 * 1024
+_JOB_ID = re.compile(r"[0-9a-f]{32}")  # new_job_id(): a UUID4 as hex
 
 
 def _fields(document: dict[str, Any]) -> list[tuple[str, str]]:
-    """The JSON parameters as form fields, so one validator serves both."""
+    """The JSON parameters as form fields, so one validator serves both: a list is repeated fields,
+    an object (``chunking_strategy``) its bracketed members, as the openai SDK sends them."""
     fields: list[tuple[str, str]] = []
     for name, value in document.items():
-        values = value if isinstance(value, list) else [value]
-        for item in values:
+        if isinstance(value, dict):
+            pairs = [(f"{name}[{key}]", item) for key, item in value.items()]
+        else:
+            pairs = [(name, item) for item in (value if isinstance(value, list) else [value])]
+        for field_name, item in pairs:
             if isinstance(item, bool):
                 item = "true" if item else "false"
             if not isinstance(item, str | int | float):
-                raise InvalidRequest(f"Field '{name}' must be a string, number or list of them.", param=name)
-            fields.append((name, str(item)))
+                raise InvalidRequest(
+                    f"Field '{field_name}' must be a string, a number, or a list or object of them.", param=name
+                )
+            fields.append((field_name, str(item)))
     return fields
 
 
@@ -55,9 +62,9 @@ async def create_upload(request: Request) -> JSONResponse:
         raise UnsupportedMediaType('POST /v1/uploads takes a JSON object: {"filename": ..., "model": ..., ...}.')
     raw = await read_body(request, _MAX_BODY, "upload request (it carries parameters, not audio)")
     try:
-        document = json.loads(raw)
-    except ValueError:
-        raise InvalidRequest("The body is not valid JSON.", code="invalid_json") from None
+        document = bounded_json(raw, max_chars=_MAX_BODY)
+    except ValueError as exc:
+        raise InvalidRequest(f"The body is not usable: {exc}.", code="invalid_json") from None
     if not isinstance(document, dict):
         raise InvalidRequest("The body must be a JSON object.", code="invalid_json")
     filename = document.pop("filename", None)
@@ -74,6 +81,7 @@ async def create_upload(request: Request) -> JSONResponse:
     log.update(model=transcription.model)
 
     job_id = new_job_id()
+    filename = named_for_format(filename, transcription.file_format)  # the job reads the format from the name
     object_key = f"{INCOMING}{job_id}/{safe_filename(filename)}"
     max_bytes = int(config.client_config.max_upload_size_mb * 1024 * 1024)
     manifest = {"job_id": job_id, "filename": filename, "key": object_key, "key_id": key.id if key else None,
@@ -111,9 +119,10 @@ async def get_job(request: Request) -> Response:
     job_id: str = request.path_params["job_id"]
     key = authenticate(request)
     bucket: AudioBucket = require_bucket(request.app.state.bucket)
-    status = await run_in_threadpool(bucket.get_json, status_key(job_id)) if len(job_id) <= 64 else None
+    # A job id becomes an S3 key: only the ids Heimdall hands out are looked up ('..' would walk).
+    status = await run_in_threadpool(bucket.get_json, status_key(job_id)) if _JOB_ID.fullmatch(job_id) else None
     if status is None or (key is not None and status.get("key_id") not in (None, key.id)):
-        raise NotFound(f"No transcription job '{job_id[:64]}'.", param="job_id", code="job_not_found")
+        raise NotFound("No such transcription job.", param="job_id", code="job_not_found")
     if status["status"] != "succeeded":
         return JSONResponse(status)
     document = await run_in_threadpool(bucket.get_json, status["transcript_key"])
@@ -161,6 +170,8 @@ UPLOAD_BODY = {
             "temperature": {"type": "number", "minimum": 0, "maximum": 1},
             "timestamp_granularities": {"type": "array", "items": {"type": "string", "enum": ["word", "segment"]}},
             "fallbacks": {"type": "array", "items": {"type": "string"}},
+            "file_format": {"type": "string", "description": "The audio's format when the filename lacks it."},
+            "chunking_strategy": {"description": '"auto" or {"type": "server_vad", ...}'},
         },
     }}},
 }  # fmt: skip

@@ -9,19 +9,60 @@ List fields arrive as repeated ``name[]`` parts (what the openai SDK sends) or a
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import from_json
 
 from heimdall.core.errors import InvalidRequest
 from heimdall.core.languages import LANGUAGE_NAMES
 from heimdall.core.names import RULE, name_problem
-from heimdall.core.types import ResponseFormat, TimestampGranularity, TranscriptionRequest
+from heimdall.core.types import AUDIO_FORMATS, ResponseFormat, TimestampGranularity, TranscriptionRequest
 
 LIST_FIELDS = frozenset({"timestamp_granularities", "fallbacks", "include"})
+#: Fields that are objects: sent as a JSON string, or as bracketed parts (``chunking_strategy[type]``,
+#: what the openai SDKs send).
+OBJECT_FIELDS = frozenset({"chunking_strategy"})
+MAX_JSON_DEPTH = 4
+MAX_CHUNKING_STRATEGY_CHARS = 1024
 _UNSAFE_FILENAME = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def bounded_json(text: str | bytes, *, max_chars: int, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """A client's JSON, parsed within bounds: at most ``max_chars`` long and ``max_depth`` levels of
+    arrays and objects, or a ValueError saying which bound (never a RecursionError).
+
+    pydantic-core's parser stops deep nesting itself (at about 200 levels, with an error, not a
+    crash); the depth walk below then holds the document to the shape parameters can have."""
+    if len(text) > max_chars:
+        raise ValueError(f"the JSON is longer than {max_chars} characters")
+    try:
+        value = from_json(text, allow_inf_nan=False)
+    except ValueError:
+        raise ValueError("not valid JSON, or nested too deeply") from None
+    level: list[Any] = [value]
+    for _ in range(max_depth):  # breadth first: what sits below max_depth levels of arrays and objects
+        level = [child for node in level for child in _children(node)]
+    if any(isinstance(node, dict | list) for node in level):
+        raise ValueError(f"the JSON nests deeper than {max_depth} levels")
+    return value
+
+
+def _children(node: Any) -> list[Any]:
+    if isinstance(node, dict):
+        return list(node.values())
+    return node if isinstance(node, list) else []
+
+
+class ServerVad(BaseModel):
+    """OpenAI's ``chunking_strategy`` object ("Create transcription", VAD config)."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["server_vad"]
+    prefix_padding_ms: int | None = Field(None, ge=0, le=60_000)
+    silence_duration_ms: int | None = Field(None, ge=0, le=60_000)
+    threshold: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
 
 
 class TranscriptionForm(BaseModel):
@@ -41,6 +82,7 @@ class TranscriptionForm(BaseModel):
     fallbacks: list[str] = Field(default_factory=list, description="provider/model targets tried in order.")
     include: list[Literal["logprobs"]] = Field(default_factory=list, description="Extra outputs: `logprobs`.")
     chunking_strategy: str | None = Field(None, description='`auto`, or a JSON object {"type": "server_vad", …}.')
+    file_format: str | None = Field(None, description="The audio's format (`mp3`, `wav`…) when the filename lacks it.")
 
     @field_validator("language")
     @classmethod
@@ -52,18 +94,35 @@ class TranscriptionForm(BaseModel):
             raise ValueError(f"'{value[:16]}' is not a supported ISO 639-1 language code")
         return code
 
-    @field_validator("chunking_strategy")
+    @field_validator("file_format")
     @classmethod
-    def _auto_or_server_vad(cls, value: str | None) -> str | None:
-        if value is None or value == "auto":
-            return value
+    def _known_format(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        fmt = value.lower().removeprefix(".")
+        if fmt not in AUDIO_FORMATS:
+            raise ValueError(f"must be one of {', '.join(sorted(AUDIO_FORMATS))}")
+        return fmt
+
+    @field_validator("chunking_strategy", mode="before")
+    @classmethod
+    def _auto_or_server_vad(cls, value: Any) -> str | None:
+        """``auto``, or a server_vad object (a JSON string, or the bracketed parts collected into a
+        dict), passed on as canonical JSON: nothing of the client's own text but the values."""
+        if value is None:
+            return None
+        if value == "auto":
+            return "auto"
+        if isinstance(value, str):
+            value = bounded_json(value, max_chars=MAX_CHUNKING_STRATEGY_CHARS)
+        if not isinstance(value, dict) or value.get("type") != "server_vad":
+            raise ValueError('must be "auto" or an object with "type": "server_vad"')
         try:
-            parsed = json.loads(value)
-        except ValueError:
-            parsed = None
-        if not isinstance(parsed, dict) or parsed.get("type") != "server_vad":
-            raise ValueError('must be "auto" or a JSON object with "type": "server_vad"')
-        return value
+            return ServerVad.model_validate(value).model_dump_json(exclude_none=True)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise ValueError(f"'{where}': {first['msg']}" if where else first["msg"]) from None
 
     @model_validator(mode="after")
     def _words_need_verbose_json(self) -> TranscriptionForm:
@@ -75,12 +134,24 @@ class TranscriptionForm(BaseModel):
         return self
 
 
+_MEMBER = re.compile(r"(?P<field>[a-z_]+)\[(?P<key>[a-z_]+)\]")
+
+
 def _collect(fields: list[tuple[str, str]]) -> dict[str, Any]:
     data: dict[str, Any] = {}
     for raw_name, value in fields:
         name = raw_name.removesuffix("[]")
+        member = _MEMBER.fullmatch(raw_name)
         if name in LIST_FIELDS:
             data.setdefault(name, []).append(value)
+        elif member is not None and member["field"] in OBJECT_FIELDS:  # chunking_strategy[type]=server_vad
+            target = data.setdefault(member["field"], {})
+            if not isinstance(target, dict) or member["key"] in target:
+                raise InvalidRequest(
+                    f"Field '{raw_name}' is given more than once.", param=member["field"], code="duplicate_field"
+                )
+            if value.strip() != "":
+                target[member["key"]] = value
         elif name in data:
             raise InvalidRequest(f"Field '{name}' is given more than once.", param=name, code="duplicate_field")
         elif value.strip() != "":  # an empty optional field is an absent one (curl -F 'language=')
@@ -148,6 +219,7 @@ def build_request(fields: list[tuple[str, str]], *, path_model: str | None) -> T
         fallbacks=tuple(form.fallbacks),
         include=tuple(form.include),
         chunking_strategy=form.chunking_strategy,
+        file_format=form.file_format,
     )
 
 

@@ -7,7 +7,7 @@ verbose_json); optional fields stay ``None`` rather than being filled with inven
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import IO, Literal
 
@@ -97,6 +97,21 @@ def media_type(text: str) -> str:
     return text if len(text) <= 255 and _MEDIA_TYPE.fullmatch(text) else UNKNOWN_MEDIA_TYPE
 
 
+#: Bifrost's ``file_format`` values: the audio formats OpenAI's transcription API names, and their types.
+AUDIO_FORMATS: dict[str, str] = {
+    "flac": "audio/flac", "m4a": "audio/mp4", "mp3": "audio/mpeg", "mp4": "audio/mp4", "mpeg": "audio/mpeg",
+    "mpga": "audio/mpeg", "oga": "audio/ogg", "ogg": "audio/ogg", "opus": "audio/ogg", "wav": "audio/wav",
+    "webm": "audio/webm", "aiff": "audio/aiff",
+}  # fmt: skip
+
+
+def named_for_format(filename: str, file_format: str | None) -> str:
+    """The filename, with ``file_format`` as its extension when its own says nothing of the format."""
+    if file_format is None or filename.rpartition(".")[2].lower() in AUDIO_FORMATS:
+        return filename
+    return f"{filename}.{file_format}"
+
+
 @dataclass(frozen=True)
 class AudioInput:
     """The uploaded audio: a seekable file (spooled to disk past 1 MB), never a bytes copy."""
@@ -113,6 +128,13 @@ class AudioInput:
         self.file.seek(0)
         return self.file
 
+    def with_format(self, file_format: str | None) -> AudioInput:
+        """Bifrost's ``file_format``: names the format where the filename and content type do not."""
+        if file_format is None:
+            return self
+        content_type = AUDIO_FORMATS[file_format] if self.content_type == UNKNOWN_MEDIA_TYPE else self.content_type
+        return replace(self, filename=named_for_format(self.filename, file_format), content_type=content_type)
+
 
 @dataclass(frozen=True)
 class TranscriptionRequest:
@@ -128,6 +150,8 @@ class TranscriptionRequest:
     fallbacks: tuple[str, ...] = ()
     include: tuple[str, ...] = ()
     chunking_strategy: str | None = None
+    #: The audio's format when its filename does not say (Bifrost's ``file_format``): ``mp3``, ``wav``…
+    file_format: str | None = None
 
     @property
     def wants_words(self) -> bool:
