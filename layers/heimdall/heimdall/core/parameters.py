@@ -111,9 +111,10 @@ class TranscriptionForm(BaseModel):
         dict), passed on as canonical JSON: nothing of the client's own text but the values."""
         if value is None:
             return None
-        if value == "auto":
-            return "auto"
         if isinstance(value, str):
+            value = value.strip()
+            if value == "auto":
+                return "auto"
             value = bounded_json(value, max_chars=MAX_CHUNKING_STRATEGY_CHARS)
         if not isinstance(value, dict) or value.get("type") != "server_vad":
             raise ValueError('must be "auto" or an object with "type": "server_vad"')
