@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +19,8 @@ from tests.support.upstreams import Upstreams, running_upstreams
 # Tests never read a developer's own config, and never reach AWS.
 os.environ.pop("HEIMDALL_CONFIG", None)
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+# Usage records and cache entries of `make run` go to HEIMDALL_STATE_DIR: a throwaway one for tests.
+os.environ["HEIMDALL_STATE_DIR"] = tempfile.mkdtemp(prefix="heimdall-test-state-")
 
 
 @pytest.fixture(scope="session")

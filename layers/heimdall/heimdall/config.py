@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from heimdall.core.names import RULE, name_problem
+from heimdall.governance.schema import Budget, Plugin, ProviderLimits, RateLimit, SemanticCache
 
 ProviderName = Literal[
     "local", "openai", "azure", "groq", "elevenlabs", "deepgram", "gemini", "mistral", "openai-compatible"
@@ -122,6 +123,11 @@ class VirtualKey(_Strict):
     allowed_models: list[str] = Field(default_factory=lambda: ["*"])
     #: The environment variable ``value`` was read from (``env.NAME``), so messages can name it.
     value_env: str | None = None
+    rate_limit_id: str | None = None
+    budget_id: str | None = None  # Bifrost before 1.5; now budgets name their key (virtual_key_id)
+    provider_configs: list[ProviderLimits] = Field(default_factory=list)
+    #: May read GET /v1/usage (Heimdall's own field).
+    admin: bool = False
 
     @field_validator("value")
     @classmethod
@@ -134,6 +140,37 @@ class VirtualKey(_Strict):
 class Governance(_Strict):
     model_config = ConfigDict(extra="allow", frozen=True)
     virtual_keys: list[VirtualKey] = Field(default_factory=list)
+    rate_limits: list[RateLimit] = Field(default_factory=list)
+    budgets: list[Budget] = Field(default_factory=list)
+    #: US dollars per minute of audio by "provider/model" or "provider/*", over the list-price defaults.
+    pricing: dict[str, float] = Field(default_factory=dict)
+    usage_retention_days: int = Field(default=90, ge=1, le=3660)
+
+    @model_validator(mode="after")
+    def _references_exist(self) -> Governance:
+        limits = {r.id for r in self.rate_limits}
+        keys = {k.id for k in self.virtual_keys}
+        budgets = {b.id for b in self.budgets}
+        provider_configs = {str(p.id) for k in self.virtual_keys for p in k.provider_configs if p.id is not None}
+        for key in self.virtual_keys:
+            named = [key.rate_limit_id, *(p.rate_limit_id for p in key.provider_configs)]
+            for rate_limit_id in named:
+                if rate_limit_id is not None and rate_limit_id not in limits:
+                    raise ValueError(f"virtual key {key.id!r} names unknown rate limit {rate_limit_id!r}")
+            if key.budget_id is not None and key.budget_id not in budgets:
+                raise ValueError(f"virtual key {key.id!r} names unknown budget {key.budget_id!r}")
+        for budget in self.budgets:
+            if budget.virtual_key_id is not None and budget.virtual_key_id not in keys:
+                raise ValueError(f"budget {budget.id!r} names unknown virtual key {budget.virtual_key_id!r}")
+            if budget.provider_config_id is not None and str(budget.provider_config_id) not in provider_configs:
+                raise ValueError(f"budget {budget.id!r} names unknown provider config {budget.provider_config_id!r}")
+        for name, ids in (("rate_limits", [r.id for r in self.rate_limits]), ("budgets", [b.id for b in self.budgets])):
+            if len(ids) != len(set(ids)):
+                raise ValueError(f"governance.{name} ids must be unique")
+        for target, price in self.pricing.items():
+            if "/" not in target or not 0 <= price < 1000:
+                raise ValueError(f"pricing {target[:60]!r}: a provider/model (or provider/*) and dollars per minute")
+        return self
 
 
 class GatewayConfig(_Strict):
@@ -143,6 +180,23 @@ class GatewayConfig(_Strict):
     deployments: dict[ModelName, Annotated[list[Target], Field(min_length=1)]] = Field(default_factory=dict)
     client_config: ClientConfig = ClientConfig()
     governance: Governance = Governance()
+    plugins: list[Plugin] = Field(default_factory=list)
+
+    @property
+    def semantic_cache(self) -> SemanticCache | None:
+        """The transcript cache's settings when the ``semantic_cache`` plugin is enabled (off by default)."""
+        for plugin in self.plugins:
+            if plugin.name == "semantic_cache" and plugin.enabled:
+                return SemanticCache.model_validate(plugin.config)
+        return None
+
+    @field_validator("plugins")
+    @classmethod
+    def _cache_config_valid(cls, plugins: list[Plugin]) -> list[Plugin]:
+        for plugin in plugins:
+            if plugin.name == "semantic_cache" and plugin.enabled:
+                SemanticCache.model_validate(plugin.config)
+        return plugins
 
     @model_validator(mode="after")
     def _auth_has_keys(self) -> GatewayConfig:

@@ -13,7 +13,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from heimdall.config import PROVIDER_NAMES, GatewayConfig, NetworkConfig
 from heimdall.core.errors import (
@@ -73,6 +73,15 @@ class RoutedTranscript:
     target: Target
     fallback_index: int
     attempts: list[Attempt] = field(default_factory=list)
+
+
+class TargetGate(Protocol):
+    """Asked before each target is tried (governance's per-provider limits): an error skips the
+    target as if it had failed, so the next one serves; ``release`` undoes ``admit`` when it failed."""
+
+    def admit(self, target: Target) -> HeimdallError | None: ...
+
+    def release(self, target: Target) -> None: ...
 
 
 def parse_target(text: str) -> Target | None:
@@ -201,21 +210,29 @@ class Router:
         return None
 
     def transcribe(
-        self, request: TranscriptionRequest, audio: AudioInput, deadline: float | None = None
+        self,
+        request: TranscriptionRequest,
+        audio: AudioInput,
+        deadline: float | None = None,
+        gate: TargetGate | None = None,
     ) -> RoutedTranscript:
         """Try the targets in order until one succeeds; ``deadline`` is a ``time.monotonic()`` instant."""
 
         def call_provider(provider: Provider, target: Target, call: Call) -> Transcript:
             return provider.transcribe(target.model, request, audio, call)
 
-        transcript, target, index, attempts = self._route(request, audio, deadline, call_provider, pieces=True)
+        transcript, target, index, attempts = self._route(request, audio, deadline, call_provider, gate, pieces=True)
         if transcript.language is None and request.language:
             # A provider told the language need not echo it (Deepgram does not); OpenAI always reports one.
             transcript = transcript.model_copy(update={"language": language_name(request.language)})
         return RoutedTranscript(transcript, target, index, attempts)
 
     def open_stream(
-        self, request: TranscriptionRequest, audio: AudioInput, deadline: float | None = None
+        self,
+        request: TranscriptionRequest,
+        audio: AudioInput,
+        deadline: float | None = None,
+        gate: TargetGate | None = None,
     ) -> RoutedStream:
         """Like ``transcribe``, for a stream: a target counts as serving once its first event arrived,
         so failures before that are retried and fall back like any other; later ones end the stream."""
@@ -227,7 +244,7 @@ class Router:
                 raise ProviderFailed(f"{target} ended its stream without an event.", provider=target.provider)
             return first, events
 
-        (first, rest), target, index, attempts = self._route(request, audio, deadline, first_event)
+        (first, rest), target, index, attempts = self._route(request, audio, deadline, first_event, gate)
         return RoutedStream(first, rest, target, index, attempts)
 
     def _route(
@@ -236,6 +253,7 @@ class Router:
         audio: AudioInput,
         deadline: float | None,
         attempt: Callable[[Provider, Target, Call], T],
+        gate: TargetGate | None,
         *,
         pieces: bool = False,
     ) -> tuple[T, Target, int, list[Attempt]]:
@@ -251,6 +269,8 @@ class Router:
             limit = caps.max_file_bytes
             in_pieces = pieces and limit is not None and audio.size > limit and pieces_available()
             error = self._capability_error(target, caps, request, audio, in_pieces=in_pieces)
+            if error is None and gate is not None:
+                error = gate.admit(target)
             if error is None:
                 if in_pieces:
                     assert limit is not None
@@ -259,6 +279,8 @@ class Router:
                     result, error = self._try_target(target, deadline, attempts, attempt)
                 if error is None:
                     return result, target, index, attempts
+                if gate is not None:
+                    gate.release(target)
                 if error.client_fault:
                     error.extra["attempts"] = [a.as_dict() for a in attempts]
                     raise error

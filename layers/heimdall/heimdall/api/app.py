@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -14,17 +16,22 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from heimdall import __version__
 from heimdall.api.auth import Gatekeeper
 from heimdall.api.context import RequestContextMiddleware, error_response
-from heimdall.api.routes import add_routes
+from heimdall.api.routes import TRANSCRIPTION_ROUTES, add_routes
 from heimdall.api.uploads import add_upload_routes
+from heimdall.api.usage import add_usage_route
 from heimdall.config import GatewayConfig, load_config
 from heimdall.core.errors import HeimdallError, InvalidRequest, error_for_status
+from heimdall.governance.governor import build_governor
 from heimdall.providers.registry import build_providers
 from heimdall.routing import Router
 from heimdall.storage import AudioBucket
 
 
-def create_app(config: GatewayConfig | None = None, *, metrics: Any = None) -> FastAPI:
-    """The gateway app; without a config, the one ``HEIMDALL_CONFIG`` names (or the keyless default)."""
+def create_app(
+    config: GatewayConfig | None = None, *, metrics: Any = None, clock: Callable[[], float] = time.time
+) -> FastAPI:
+    """The gateway app; without a config, the one ``HEIMDALL_CONFIG`` names (or the keyless default).
+    ``clock`` is the wall clock that limit windows and cache expiry read."""
     if config is None:
         config = load_config(os.environ.get("HEIMDALL_CONFIG"))
     app = FastAPI(
@@ -37,6 +44,16 @@ def create_app(config: GatewayConfig | None = None, *, metrics: Any = None) -> F
     app.state.gatekeeper = Gatekeeper(config)
     bucket_name = os.environ.get("HEIMDALL_AUDIO_BUCKET")
     app.state.bucket = AudioBucket(bucket_name) if bucket_name else None
+    app.state.governor = build_governor(
+        config,
+        app.state.router,
+        app.state.bucket,
+        table=os.environ.get("HEIMDALL_GOVERNANCE_TABLE"),
+        state_dir=os.environ.get("HEIMDALL_STATE_DIR"),
+        in_lambda=bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME")),
+        usage_routes=frozenset(spec.path for spec in TRANSCRIPTION_ROUTES),
+        clock=clock,
+    )
 
     @app.exception_handler(HeimdallError)
     async def _heimdall_error(request: Request, exc: HeimdallError) -> JSONResponse:
@@ -56,9 +73,10 @@ def create_app(config: GatewayConfig | None = None, *, metrics: Any = None) -> F
         param = str(first.get("loc", ["", "request"])[-1])
         return error_response(request, InvalidRequest(f"Invalid value for '{param}': {first.get('msg')}.", param=param))
 
-    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics, on_finish=app.state.governor.record)
     add_routes(app)
     add_upload_routes(app)
+    add_usage_route(app)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -47,9 +49,12 @@ def error_response(request: Request, exc: HeimdallError) -> JSONResponse:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Any = None) -> None:
+    def __init__(
+        self, app: ASGIApp, metrics: Any = None, on_finish: Callable[[Mapping[str, Any]], None] | None = None
+    ) -> None:
         self.app = app
         self.metrics = metrics  # Powertools Metrics in Lambda (flushed per invocation), else None
+        self.on_finish = on_finish  # the usage record, written after the response (blocking I/O: a thread)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -88,3 +93,5 @@ class RequestContextMiddleware:
             logger.info("request", extra=facts)
             if self.metrics is not None:
                 record_request_metrics(self.metrics, facts)
+            if self.on_finish is not None:
+                await run_in_threadpool(self.on_finish, facts)

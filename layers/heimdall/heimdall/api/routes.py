@@ -28,6 +28,7 @@ from heimdall.core.errors import InvalidRequest
 from heimdall.core.formats import PLAIN_TEXT_FORMATS, extra_fields, render_document, render_plain
 from heimdall.core.parameters import build_request, check_model_name
 from heimdall.core.types import TranscriptionRequest
+from heimdall.governance.governor import Governor, Ticket
 from heimdall.providers.local import LocalProvider, engine_installed
 from heimdall.routing import RoutedTranscript, Router, deadline_for
 from heimdall.storage import AudioBucket, stage
@@ -80,7 +81,9 @@ def _limits(config: GatewayConfig) -> FormLimits:
     return FormLimits(max_body_bytes=int(config.client_config.max_request_body_size_mb * 1024 * 1024))
 
 
-def _render(routed: RoutedTranscript, request: TranscriptionRequest, latency_ms: int) -> Response:
+def _render(
+    routed: RoutedTranscript, request: TranscriptionRequest, latency_ms: int, cache_debug: dict[str, Any] | None
+) -> Response:
     target = routed.target
     if request.response_format in PLAIN_TEXT_FORMATS:
         body = render_plain(routed.transcript, request.response_format, target.provider)
@@ -95,6 +98,7 @@ def _render(routed: RoutedTranscript, request: TranscriptionRequest, latency_ms:
         fallback_index=routed.fallback_index,
         latency=latency_ms,
         chunk_index=0,
+        **({"cache_debug": cache_debug} if cache_debug is not None else {}),
     )
     return JSONResponse(payload)
 
@@ -120,10 +124,11 @@ async def transcribe(request: Request, deployment_id: str | None, api_version: s
     if deployment_id is not None:
         log["model"] = deployment_id
         gatekeeper.authorize(key, [deployment_id])
-    router: Router = request.app.state.router
     config: GatewayConfig = request.app.state.config
+    governor: Governor = request.app.state.governor
     form = await read_multipart(request, _limits(config))
     handed_to_stream = False
+    ticket: Ticket | None = None
     try:
         transcription = build_request(form.fields, path_model=deployment_id)
         log.update(model=transcription.model, response_format=str(transcription.response_format))
@@ -135,14 +140,17 @@ async def transcribe(request: Request, deployment_id: str | None, api_version: s
         if audio.size == 0:
             raise InvalidRequest("The uploaded file is empty.", param="file", code="empty_file")
         audio = audio.with_format(transcription.file_format)
-        await run_in_threadpool(check_audio, audio, config.client_config.max_audio_seconds)
+        seconds = await run_in_threadpool(check_audio, audio, config.client_config.max_audio_seconds)
+        ticket = await run_in_threadpool(
+            governor.admit, key.id if key else None, transcription, audio, seconds, request.headers, log
+        )  # limits and the cache, before any provider call
         bucket: AudioBucket | None = request.app.state.bucket
-        if bucket is not None and audio.size > config.client_config.stage_above_mb * 1024 * 1024:
+        if ticket.hit is None and bucket is not None and audio.size > config.client_config.stage_above_mb * 1024**2:
             audio = await run_in_threadpool(stage, bucket, audio, request.scope["state"]["event_id"])
             form.audio = audio  # closed with the form, as the spooled file was
             log["staged"] = True
         if transcription.stream:
-            streamed = await run_in_threadpool(router.open_stream, transcription, audio, _deadline(request))
+            streamed = await run_in_threadpool(governor.open_stream, ticket, audio, _deadline(request))
             log.update(provider=streamed.target.provider, model_deployment=streamed.target.model,
                        fallback_index=streamed.fallback_index, stream=True)  # fmt: skip
             events = event_stream(
@@ -151,9 +159,11 @@ async def transcribe(request: Request, deployment_id: str | None, api_version: s
             handed_to_stream = True  # the stream closes the upload when it ends
             return StreamingResponse(events, media_type="text/event-stream", headers=STREAM_HEADERS)
         started = time.perf_counter()
-        routed = await run_in_threadpool(router.transcribe, transcription, audio, _deadline(request))
+        routed, cache_debug = await run_in_threadpool(governor.transcribe, ticket, audio, _deadline(request))
         latency_ms = round((time.perf_counter() - started) * 1000)
     finally:
+        if ticket is not None and not ticket.settled:
+            await run_in_threadpool(governor.close, ticket)  # refused or failed before a provider answered
         if not handed_to_stream:
             form.close()
     log.update(
@@ -161,7 +171,7 @@ async def transcribe(request: Request, deployment_id: str | None, api_version: s
         model_deployment=routed.target.model,
         fallback_index=routed.fallback_index,
     )
-    return _render(routed, transcription, latency_ms)
+    return _render(routed, transcription, latency_ms, cache_debug)
 
 
 def _operation(spec: TranscriptionRoute) -> dict[str, Any]:

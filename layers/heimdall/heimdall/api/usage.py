@@ -1,0 +1,84 @@
+"""``GET /v1/usage?from=&to=&group_by=key|provider|model``: usage totals, for keys config marks ``admin``.
+
+``from`` and ``to`` are ISO 8601 instants (``2026-11-01T00:00:00Z``) or dates (``2026-11-01``, midnight
+UTC); by default the last 24 hours. The range may not reach further back than the usage retention.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, date, datetime
+from typing import Any
+
+from fastapi import FastAPI, Request
+from starlette.concurrency import run_in_threadpool
+
+from heimdall.api.auth import authenticate
+from heimdall.config import GatewayConfig
+from heimdall.core.errors import Forbidden, InvalidRequest, NotFound
+from heimdall.governance.governor import Governor
+from heimdall.governance.usage import GROUPS, summarize
+
+
+def _instant(request: Request, name: str, default: float) -> float:
+    text = request.query_params.get(name)
+    if text is None or not text.strip():
+        return default
+    text = text.strip()
+    try:
+        if len(text) == 10:
+            return datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC).timestamp()
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidRequest(
+            f"'{name}' must be an ISO 8601 time (2026-11-01T00:00:00Z) or date (2026-11-01).",
+            param=name,
+            code="invalid_value",
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+async def usage(request: Request) -> dict[str, Any]:
+    key = authenticate(request)
+    governor: Governor = request.app.state.governor
+    config: GatewayConfig = request.app.state.config
+    if governor.store is None or key is None:
+        raise NotFound("Usage is recorded only when gateway keys are configured.", code="usage_not_configured")
+    if key.id not in {k.id for k in config.governance.virtual_keys if k.admin}:
+        raise Forbidden(f"Gateway key '{key.id}' may not read usage (needs \"admin\": true).", code="not_admin")
+    group_by = request.query_params.get("group_by") or None
+    if group_by is not None and group_by not in GROUPS:
+        raise InvalidRequest("'group_by' must be key, provider or model.", param="group_by", code="invalid_value")
+    now = time.time()
+    end = _instant(request, "to", now)
+    start = _instant(request, "from", end - 86400)
+    if not start < end:
+        raise InvalidRequest("'from' must be before 'to'.", param="from", code="invalid_value")
+    if start < now - governor.retention_seconds - 86400:
+        raise InvalidRequest(
+            f"Usage is kept {config.governance.usage_retention_days} days; 'from' reaches further back.",
+            param="from",
+            code="invalid_value",
+        )
+    assert governor.store is not None
+    store = governor.store
+    summary = await run_in_threadpool(lambda: summarize(store.records(start, end), group_by))
+    return {"object": "usage", "from": _iso(start), "to": _iso(end), "group_by": group_by, **summary}
+
+
+def add_usage_route(app: FastAPI) -> None:
+    app.add_api_route(
+        "/v1/usage",
+        usage,
+        methods=["GET"],
+        tags=["Governance"],
+        summary="Usage totals per key, provider or model (admin keys)",
+        response_model=None,
+        operation_id="getUsage",
+    )

@@ -1,0 +1,162 @@
+"""The store in AWS: one DynamoDB table (``HEIMDALL_GOVERNANCE_TABLE``: key ``pk``/``sk``, TTL ``expires``).
+
+  pk = counter#{counter}   sk = {window start}     used (number), expires
+  pk = usage#{YYYY-MM-DD}  sk = {ISO time}#{event}  the usage record's fields, expires
+
+A reservation is one conditional ``UpdateItem`` per counter (``ADD used`` only while the limit holds),
+which DynamoDB applies atomically however many Lambda instances race it. When a later counter refuses,
+the ones already taken are given back. (A transaction would make that all-or-nothing, but concurrent
+transactions on one hot counter cancel each other with TransactionConflict; single-item conditional
+writes on one item simply queue.) The cost of the give-back: under contention near several limits at
+once, a request may be refused that would have fit — never admitted one that would not.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from heimdall.governance.store import Claim, UsageRecord, counter_expiry, fits
+from heimdall.governance.windows import Window
+
+_STRINGS = ("event_id", "key_id", "route", "model_requested", "provider", "model")
+_NUMBERS = ("ts", "audio_seconds", "status", "latency_ms", "fallback_index", "cost")
+
+
+def _n(value: float) -> dict[str, str]:
+    return {"N": f"{value:.9f}".rstrip("0").rstrip(".") or "0"}
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class DynamoDBStore:
+    def __init__(self, table: str) -> None:
+        self.table = table
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def dynamodb(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                import boto3
+                from botocore.config import Config
+
+                self._client = boto3.client(
+                    "dynamodb",
+                    config=Config(retries={"mode": "standard"}, connect_timeout=2, read_timeout=5),
+                )
+            return self._client
+
+    @staticmethod
+    def _key(claim: Claim) -> dict[str, Any]:
+        return {"pk": {"S": f"counter#{claim.counter}"}, "sk": {"S": f"{claim.window.start:.0f}"}}
+
+    def _add(self, claim: Claim, *, conditional: bool) -> bool:
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            "Key": self._key(claim),
+            "UpdateExpression": "SET expires = if_not_exists(expires, :expires) ADD used :amount",
+            "ExpressionAttributeValues": {":amount": _n(claim.amount), ":expires": _n(counter_expiry(claim.window))},
+        }
+        if conditional:
+            request["ConditionExpression"] = "attribute_not_exists(used) OR (used < :limit AND used <= :cap)"
+            request["ExpressionAttributeValues"].update(
+                {":limit": _n(claim.limit), ":cap": _n(claim.limit - claim.amount + 1e-9)}
+            )
+        try:
+            self.dynamodb.update_item(**request)
+        except self.dynamodb.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def reserve(self, claims: Sequence[Claim], now: float) -> Claim | None:
+        taken: list[Claim] = []
+        try:
+            for claim in claims:
+                # the condition cannot say this for a counter not yet written: checked here
+                if not fits(0.0, claim) or not self._add(claim, conditional=True):
+                    self.adjust([c.undo() for c in taken], now)
+                    return claim
+                taken.append(claim)
+        except BaseException:
+            self.adjust([c.undo() for c in taken], now)
+            raise
+        return None
+
+    def adjust(self, claims: Sequence[Claim], now: float) -> None:
+        for claim in claims:
+            if claim.amount:
+                self._add(claim, conditional=False)
+
+    def used(self, counter: str, window: Window) -> float:
+        item = self.dynamodb.get_item(
+            TableName=self.table,
+            Key={"pk": {"S": f"counter#{counter}"}, "sk": {"S": f"{window.start:.0f}"}},
+            ConsistentRead=True,
+        ).get("Item")
+        return float(item["used"]["N"]) if item else 0.0
+
+    def record(self, record: UsageRecord, expires: float) -> None:
+        item: dict[str, Any] = {
+            "pk": {"S": f"usage#{_iso(record.ts)[:10]}"},
+            "sk": {"S": f"{_iso(record.ts)}#{record.event_id}"},
+            "expires": {"N": f"{expires:.0f}"},
+            "cache_hit": {"BOOL": record.cache_hit},
+        }
+        for name in _STRINGS:
+            value = getattr(record, name)
+            if value is not None:
+                item[name] = {"S": value}
+        for name in _NUMBERS:
+            value = getattr(record, name)
+            if value is not None:
+                item[name] = _n(value)
+        self.dynamodb.put_item(TableName=self.table, Item=item)
+
+    def records(self, start: float, end: float) -> Iterator[UsageRecord]:
+        day = datetime.fromtimestamp(start, UTC).date()
+        last = datetime.fromtimestamp(end, UTC).date()
+        paginator = self.dynamodb.get_paginator("query")
+        while day <= last:
+            pages = paginator.paginate(
+                TableName=self.table,
+                KeyConditionExpression="pk = :pk AND sk BETWEEN :from AND :to",
+                ExpressionAttributeValues={
+                    ":pk": {"S": f"usage#{day.isoformat()}"},
+                    ":from": {"S": _iso(start)},
+                    ":to": {"S": _iso(end)},
+                },
+            )
+            for page in pages:
+                for item in page.get("Items", []):
+                    record = _record(item)
+                    if start <= record.ts < end:
+                        yield record
+            day += timedelta(days=1)
+
+
+def _record(item: dict[str, Any]) -> UsageRecord:
+    def number(name: str) -> float | None:
+        return float(item[name]["N"]) if name in item else None
+
+    fallback = number("fallback_index")
+    return UsageRecord(
+        ts=float(item["ts"]["N"]),
+        event_id=item["event_id"]["S"],
+        key_id=item["key_id"]["S"],
+        route=item["route"]["S"],
+        model_requested=item.get("model_requested", {}).get("S"),
+        provider=item.get("provider", {}).get("S"),
+        model=item.get("model", {}).get("S"),
+        audio_seconds=number("audio_seconds") or 0.0,
+        status=int(number("status") or 0),
+        latency_ms=number("latency_ms") or 0.0,
+        fallback_index=None if fallback is None else int(fallback),
+        cost=number("cost") or 0.0,
+        cache_hit=bool(item.get("cache_hit", {}).get("BOOL", False)),
+    )

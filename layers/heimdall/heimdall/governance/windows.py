@@ -1,0 +1,58 @@
+"""Reset durations in Bifrost's notation (``30s``, ``5m``, ``1h``, ``1d``, ``1w``, ``1M``, ``1Q``, ``1Y``)
+and the window a moment falls in.
+
+Windows are fixed and aligned in UTC, the same instant for every Lambda instance, so a counter is keyed
+by (limit, window start) and needs no stored ``last_reset`` that concurrent writers would race to move.
+Sub-day windows are aligned to the Unix epoch (``1h`` starts on the hour), days at midnight UTC, weeks on
+Monday, months/quarters/years on the 1st — what Bifrost calls ``calendar_aligned``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+DURATION = re.compile(r"^([1-9][0-9]{0,5})(s|m|h|d|w|M|Q|Y)$")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_MONTHS = {"M": 1, "Q": 3, "Y": 12}
+_MONDAY = 4 * 86400  # 1970-01-05 00:00 UTC, the first Monday after the epoch
+
+
+@dataclass(frozen=True)
+class Window:
+    start: float
+    end: float
+
+
+def parse_duration(text: str) -> tuple[int, str]:
+    """``"5m"`` → (5, "m"); ValueError for anything else."""
+    match = DURATION.match(text)
+    if match is None:
+        raise ValueError(f"'{text[:20]}' is not a reset duration like 30s, 5m, 1h, 1d, 1w, 1M, 1Q or 1Y")
+    return int(match.group(1)), match.group(2)
+
+
+def duration_seconds(text: str) -> float:
+    """A duration's nominal length (a month is 30 days): for a cache TTL, not for windows."""
+    count, unit = parse_duration(text)
+    return count * (_SECONDS.get(unit) or _MONTHS[unit] * 30 * 86400)
+
+
+def window_at(duration: str, now: float) -> Window:
+    """The window of ``duration`` that contains the instant ``now`` (seconds since the epoch)."""
+    count, unit = parse_duration(duration)
+    if unit in _SECONDS:
+        length = count * _SECONDS[unit]
+        origin = _MONDAY if unit == "w" else 0
+        start = origin + (now - origin) // length * length
+        return Window(start, start + length)
+    months = count * _MONTHS[unit]
+    moment = datetime.fromtimestamp(now, UTC)
+    index = (moment.year - 1970) * 12 + moment.month - 1
+    first = index // months * months
+    return Window(_month_start(first), _month_start(first + months))
+
+
+def _month_start(index: int) -> float:
+    return datetime(1970 + index // 12, index % 12 + 1, 1, tzinfo=UTC).timestamp()
