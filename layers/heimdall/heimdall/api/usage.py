@@ -6,7 +6,6 @@ UTC); by default the last 24 hours. The range may not reach further back than th
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -55,8 +54,8 @@ async def usage(request: Request) -> dict[str, Any]:
     group_by = request.query_params.get("group_by") or None
     if group_by is not None and group_by not in GROUPS:
         raise InvalidRequest("'group_by' must be key, provider or model.", param="group_by", code="invalid_value")
-    now = time.time()
-    end = _instant(request, "to", now)
+    now = governor.clock()
+    end = _instant(request, "to", now + 1)  # half-open [from, to): by default, up to and including now
     start = _instant(request, "from", end - 86400)
     if not start < end:
         raise InvalidRequest("'from' must be before 'to'.", param="from", code="invalid_value")

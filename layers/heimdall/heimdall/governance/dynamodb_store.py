@@ -61,12 +61,15 @@ class DynamoDBStore:
             "TableName": self.table,
             "Key": self._key(claim),
             "UpdateExpression": "SET expires = if_not_exists(expires, :expires) ADD used :amount",
-            "ExpressionAttributeValues": {":amount": _n(claim.amount), ":expires": _n(counter_expiry(claim.window))},
+            "ExpressionAttributeValues": {
+                ":amount": {"N": str(claim.units)},
+                ":expires": {"N": f"{counter_expiry(claim.window):.0f}"},
+            },
         }
         if conditional:
             request["ConditionExpression"] = "attribute_not_exists(used) OR (used < :limit AND used <= :cap)"
             request["ExpressionAttributeValues"].update(
-                {":limit": _n(claim.limit), ":cap": _n(claim.limit - claim.amount + 1e-9)}
+                {":limit": {"N": str(claim.limit_units)}, ":cap": {"N": str(claim.limit_units - claim.units)}}
             )
         try:
             self.dynamodb.update_item(**request)
@@ -79,7 +82,7 @@ class DynamoDBStore:
         try:
             for claim in claims:
                 # the condition cannot say this for a counter not yet written: checked here
-                if not fits(0.0, claim) or not self._add(claim, conditional=True):
+                if not fits(0, claim) or not self._add(claim, conditional=True):
                     self.adjust([c.undo() for c in taken], now)
                     return claim
                 taken.append(claim)
@@ -90,16 +93,16 @@ class DynamoDBStore:
 
     def adjust(self, claims: Sequence[Claim], now: float) -> None:
         for claim in claims:
-            if claim.amount:
+            if claim.units:
                 self._add(claim, conditional=False)
 
-    def used(self, counter: str, window: Window) -> float:
+    def used(self, counter: str, window: Window) -> int:
         item = self.dynamodb.get_item(
             TableName=self.table,
             Key={"pk": {"S": f"counter#{counter}"}, "sk": {"S": f"{window.start:.0f}"}},
             ConsistentRead=True,
         ).get("Item")
-        return float(item["used"]["N"]) if item else 0.0
+        return int(item["used"]["N"]) if item else 0
 
     def record(self, record: UsageRecord, expires: float) -> None:
         item: dict[str, Any] = {

@@ -182,7 +182,7 @@ class Governor:
             return
         held = [*ticket.claims, *(gate.held.get(target, []) if gate is not None else [])]
         corrections = [_correct(claim, seconds=seconds, dollars=cost) for claim in held]
-        self.limits.adjust([c for c in corrections if c.amount])
+        self.limits.adjust([c for c in corrections if c.units])
 
     # -- after the response ---------------------------------------------------------------------
     def record(self, facts: Mapping[str, Any]) -> None:
@@ -260,7 +260,9 @@ def build_governor(
             store = SqliteStore(root / "governance.sqlite3")
     cache = None
     settings = config.semantic_cache
-    if settings is not None:
+    if settings is not None and bucket is None and in_lambda:
+        logger.warning("the transcript cache is off: it needs the audio bucket (HEIMDALL_AUDIO_BUCKET) in Lambda")
+    elif settings is not None:
         backend = BucketBackend(bucket) if bucket is not None else DirectoryBackend(root / "cache")
         cache = TranscriptCache(settings, backend)
     return Governor(config, router, store, cache, clock=clock, usage_routes=usage_routes)

@@ -60,7 +60,7 @@ class Scope:
 
 
 def _claim(kind: str, limit_id: str, metric: str, reset: str, now: float, amount: float, limit: float) -> Claim:
-    return Claim(kind, limit_id, metric, reset, window_at(reset, now), round(amount, 6), float(limit))
+    return Claim(kind, limit_id, metric, reset, window_at(reset, now), round(amount, 9), float(limit))
 
 
 class Limits:

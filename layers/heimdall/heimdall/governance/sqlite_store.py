@@ -16,7 +16,7 @@ from heimdall.governance.windows import Window
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS counters (
-    counter TEXT NOT NULL, window_start REAL NOT NULL, used REAL NOT NULL, expires REAL NOT NULL,
+    counter TEXT NOT NULL, window_start REAL NOT NULL, used INTEGER NOT NULL, expires REAL NOT NULL,
     PRIMARY KEY (counter, window_start));
 CREATE TABLE IF NOT EXISTS usage (
     ts REAL NOT NULL, event_id TEXT NOT NULL, key_id TEXT NOT NULL, route TEXT NOT NULL,
@@ -73,22 +73,22 @@ class SqliteStore:
             db.execute("ROLLBACK")
             raise
 
-    def used(self, counter: str, window: Window) -> float:
+    def used(self, counter: str, window: Window) -> int:
         return self._used(self._connection(), counter, window)
 
     @staticmethod
-    def _used(db: sqlite3.Connection, counter: str, window: Window) -> float:
+    def _used(db: sqlite3.Connection, counter: str, window: Window) -> int:
         row = db.execute(
             "SELECT used FROM counters WHERE counter = ? AND window_start = ?", (counter, window.start)
         ).fetchone()
-        return float(row[0]) if row else 0.0
+        return int(row[0]) if row else 0
 
     @staticmethod
     def _add(db: sqlite3.Connection, claims: Sequence[Claim]) -> None:
         db.executemany(
             "INSERT INTO counters (counter, window_start, used, expires) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (counter, window_start) DO UPDATE SET used = used + excluded.used",
-            [(c.counter, c.window.start, c.amount, counter_expiry(c.window)) for c in claims],
+            [(c.counter, c.window.start, c.units, counter_expiry(c.window)) for c in claims],
         )
 
     def record(self, record: UsageRecord, expires: float) -> None:

@@ -15,6 +15,9 @@ from typing import Any, Protocol
 from heimdall.governance.windows import Window
 
 _UNITS = {"requests": "requests", "audio_seconds": "seconds of audio", "dollars": "US dollars"}
+#: Counters hold integers in the smallest unit that matters (milliseconds, nanodollars): exact sums in
+#: both stores, never a float's rounding drift or a decimal's exponent.
+SCALE = {"requests": 1, "audio_seconds": 1000, "dollars": 1_000_000_000}
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,14 @@ class Claim:
         """What the client is told: ``rate limit 'rl-a' (10 requests per 1m)``."""
         name = "budget" if self.kind == "budget" else "rate limit"
         return f"{name} '{self.limit_id}' ({self.limit:g} {_UNITS[self.metric]} per {self.reset_duration})"
+
+    @property
+    def units(self) -> int:
+        return round(self.amount * SCALE[self.metric])
+
+    @property
+    def limit_units(self) -> int:
+        return round(self.limit * SCALE[self.metric])
 
     def undo(self) -> Claim:
         return replace(self, amount=-self.amount)
@@ -76,8 +87,8 @@ class GovernanceStore(Protocol):
     def adjust(self, claims: Sequence[Claim], now: float) -> None:
         """Add each claim's amount unconditionally (a negative amount releases a reservation)."""
 
-    def used(self, counter: str, window: Window) -> float:
-        """The counter's total in a window (0 when nothing was counted)."""
+    def used(self, counter: str, window: Window) -> int:
+        """The counter's total in a window, in its SCALE units (0 when nothing was counted)."""
 
     def record(self, record: UsageRecord, expires: float) -> None:
         """Keep one usage record until ``expires`` (seconds since the epoch)."""
@@ -86,10 +97,10 @@ class GovernanceStore(Protocol):
         """The usage records with ``start <= ts < end``."""
 
 
-def fits(used: float, claim: Claim) -> bool:
+def fits(used: int, claim: Claim) -> bool:
     """A claim fits while the counter, with it, stays within the limit, and the limit is not already
     spent (so a zero-amount claim, like a budget check for audio of unknown length, is refused too)."""
-    return used < claim.limit and used + claim.amount <= claim.limit + 1e-9
+    return used < claim.limit_units and used + claim.units <= claim.limit_units
 
 
 def counter_expiry(window: Window) -> float:

@@ -34,7 +34,7 @@ class Totals:
             "errors": self.errors,
             "cache_hits": self.cache_hits,
             "audio_seconds": round(self.audio_seconds, 3),
-            "cost": round(self.cost, 6),
+            "cost": round(self.cost, 8),
         }
 
 
