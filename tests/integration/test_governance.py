@@ -355,3 +355,18 @@ def test_a_cache_hit_is_counted_in_usage_but_not_charged(upstreams: Upstreams, f
     assert after_miss > 0 and after_hit == after_miss
     assert summary["totals"]["cache_hits"] == 1
     assert summary["totals"]["cost"] == pytest.approx(after_miss / SCALE["dollars"], rel=1e-3)
+
+
+def test_a_stream_is_limited_and_charged_like_any_request(
+    upstreams: Upstreams, fakes: Upstreams, tmp_path: Any
+) -> None:
+    limits = rate_limit(request_max_limit=1, request_reset_duration="1h")
+    with gateway(upstreams, {}, Clock(), tmp_path, **limits) as (url, _):
+        fakes.fakes["openai"].always = Fault("status", 503)
+        failed = post(url, model="openai/gpt-4o-transcribe", stream="true")
+        fakes.fakes["openai"].always = None
+        streamed = post(url, model="openai/gpt-4o-transcribe", stream="true")
+        refused = post(url, model="openai/gpt-4o-transcribe", stream="true")
+    assert failed.status_code == 502  # failed before its first event: not counted
+    assert streamed.status_code == 200 and streamed.text.rstrip().endswith("data: [DONE]")
+    assert refused.status_code == 429

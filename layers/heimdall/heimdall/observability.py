@@ -27,3 +27,23 @@ def record_request_metrics(metrics: Any, facts: dict[str, Any]) -> None:
         metrics.add_metric(name="ClientErrors", unit=MetricUnit.Count, value=1)
     if facts.get("fallback_index"):
         metrics.add_metric(name="Fallbacks", unit=MetricUnit.Count, value=1)
+    if facts.get("key_id"):
+        record_key_metrics(metrics, str(facts["key_id"]), float(facts.get("audio_seconds") or 0))
+
+
+def record_key_metrics(metrics: Any, key_id: str, audio_seconds: float) -> None:
+    """Requests and audio seconds per gateway key, as their own metrics (the series above keep their
+    dimensions). The key dimension's cardinality is bounded by the config: a key id is known only once a
+    presented key matched one of ``governance.virtual_keys`` (an unknown key is a 401 with no id), so
+    there are at most as many series as configured keys — never a client-chosen value."""
+    from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+    dimensions = {"service": metrics.service} if getattr(metrics, "service", None) else None
+    for name, unit, value in (
+        ("RequestsByKey", MetricUnit.Count, 1.0),
+        ("AudioSecondsByKey", MetricUnit.Seconds, audio_seconds),
+    ):
+        with single_metric(
+            name=name, unit=unit, value=value, namespace=metrics.namespace, default_dimensions=dimensions
+        ) as metric:
+            metric.add_dimension(name="key", value=key_id)
