@@ -403,6 +403,75 @@ def ingest_memory(megabytes: int = 200) -> dict[str, Any]:
     }
 
 
+def governance(runs: int = 300) -> dict[str, Any]:
+    """Latency one request adds for governance, per store: the limit check (reserve a request, its
+    audio seconds and its cost on the key's limits), the settle after the provider answered (the cost
+    corrected to the serving target's price), and the usage record written after the response.
+    DynamoDB is moto's server on loopback: its numbers are Heimdall's client path plus moto, not AWS
+    (in-region, each DynamoDB write is a few ms; the reservation is one conditional write per limit)."""
+    import tempfile
+    import uuid
+
+    from moto.server import ThreadedMotoServer
+
+    from heimdall.config import parse_config
+    from heimdall.governance.dynamodb_store import DynamoDBStore
+    from heimdall.governance.limits import Limits
+    from heimdall.governance.sqlite_store import SqliteStore
+    from heimdall.governance.store import GovernanceStore, UsageRecord
+    from tests.support.aws import FAKE_CREDENTIALS, create_governance_table
+
+    config = parse_config({"governance": {
+        "virtual_keys": [{"id": "team", "value": "hk-bench-0123456789abcdef", "rate_limit_id": "rl"}],
+        "rate_limits": [{"id": "rl", "request_max_limit": 10**9, "request_reset_duration": "1h",
+                         "token_max_limit": 10**9, "token_reset_duration": "1d"}],
+        "budgets": [{"id": "b", "virtual_key_id": "team", "max_limit": 10**6, "reset_duration": "1M"}],
+    }})  # fmt: skip
+
+    def measure(store: GovernanceStore) -> dict[str, Any]:
+        limits = Limits(config.governance, store, time.time)
+        scope = limits.key_scope("team")
+        reserve, settle, record = [], [], []
+        for i in range(runs):
+            claims = scope.claims(time.time(), seconds=4.2, dollars=0.00042)
+            started = time.perf_counter()
+            assert limits.reserve(claims) is None
+            reserve.append((time.perf_counter() - started) * 1e6)
+            started = time.perf_counter()
+            limits.adjust([claims[-1].by(-0.00001)])
+            settle.append((time.perf_counter() - started) * 1e6)
+            usage = UsageRecord(time.time(), f"bench-{i}", "team", "/v1/audio/transcriptions", "whisper",
+                                "openai", "whisper-1", 4.2, 200, 812.0, 0, 0.00042, False)  # fmt: skip
+            started = time.perf_counter()
+            store.record(usage, time.time() + 86400)
+            record.append((time.perf_counter() - started) * 1e6)
+        return {  # microseconds
+            "limit_check_us": _median_p90(reserve),
+            "settle_us": _median_p90(settle),
+            "usage_write_us": _median_p90(record),
+        }
+
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as state:
+        for key, value in measure(SqliteStore(Path(state) / "governance.sqlite3")).items():
+            results[f"sqlite_{key}"] = value
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    saved = {k: os.environ.get(k) for k in [*FAKE_CREDENTIALS, "AWS_ENDPOINT_URL"]}
+    os.environ.update({**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"})
+    try:
+        table = f"governance-{uuid.uuid4().hex}"
+        create_governance_table(table)
+        for key, value in measure(DynamoDBStore(table)).items():
+            results[f"dynamodb_moto_{key}"] = value
+    finally:
+        server.stop()
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    return results
+
+
 ALL: dict[str, Callable[[], dict[str, Any]]] = {
     "ingest_memory": ingest_memory,
     "first_delta": first_delta,
@@ -411,4 +480,5 @@ ALL: dict[str, Callable[[], dict[str, Any]]] = {
     "make_run": make_run,
     "local_engine": local_engine,
     "memory": memory,
+    "governance": governance,
 }

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 
 from heimdall.api.auth import authenticate
+from heimdall.api.openapi import ERROR_RESPONSES
 from heimdall.config import GatewayConfig
 from heimdall.core.errors import Forbidden, InvalidRequest, NotFound
 from heimdall.governance.governor import Governor
@@ -80,4 +81,21 @@ def add_usage_route(app: FastAPI) -> None:
         summary="Usage totals per key, provider or model (admin keys)",
         response_model=None,
         operation_id="getUsage",
-    )
+        openapi_extra={
+            "parameters": [
+                {"name": "from", "in": "query", "required": False, "schema": {"type": "string"},
+                 "description": "ISO 8601 instant or date (default: 24 hours before `to`)."},
+                {"name": "to", "in": "query", "required": False, "schema": {"type": "string"},
+                 "description": "ISO 8601 instant or date, exclusive (default: now)."},
+                {"name": "group_by", "in": "query", "required": False,
+                 "schema": {"type": "string", "enum": sorted(GROUPS)}},
+            ],
+            "responses": {
+                "200": {
+                    "description": "Totals over the range, and one row per group when grouped",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                **{status: ERROR_RESPONSES[status] for status in ("400", "401", "403", "404", "405")},
+            },
+        },
+    )  # fmt: skip
