@@ -46,7 +46,6 @@ def create_app(
     app.state.bucket = AudioBucket(bucket_name) if bucket_name else None
     app.state.governor = build_governor(
         config,
-        app.state.router,
         app.state.bucket,
         table=os.environ.get("HEIMDALL_GOVERNANCE_TABLE"),
         state_dir=os.environ.get("HEIMDALL_STATE_DIR"),

@@ -124,6 +124,7 @@ async def transcribe(request: Request, deployment_id: str | None, api_version: s
     if deployment_id is not None:
         log["model"] = deployment_id
         gatekeeper.authorize(key, [deployment_id])
+    router: Router = request.app.state.router
     config: GatewayConfig = request.app.state.config
     governor: Governor = request.app.state.governor
     form = await read_multipart(request, _limits(config))
@@ -142,7 +143,7 @@ async def transcribe(request: Request, deployment_id: str | None, api_version: s
         audio = audio.with_format(transcription.file_format)
         seconds = await run_in_threadpool(check_audio, audio, config.client_config.max_audio_seconds)
         ticket = await run_in_threadpool(
-            governor.admit, key.id if key else None, transcription, audio, seconds, request.headers, log
+            governor.admit, router, key.id if key else None, transcription, audio, seconds, request.headers, log
         )  # limits and the cache, before any provider call
         bucket: AudioBucket | None = request.app.state.bucket
         if ticket.hit is None and bucket is not None and audio.size > config.client_config.stage_above_mb * 1024**2:
@@ -150,7 +151,7 @@ async def transcribe(request: Request, deployment_id: str | None, api_version: s
             form.audio = audio  # closed with the form, as the spooled file was
             log["staged"] = True
         if transcription.stream:
-            streamed = await run_in_threadpool(governor.open_stream, ticket, audio, _deadline(request))
+            streamed = await run_in_threadpool(governor.open_stream, router, ticket, audio, _deadline(request))
             log.update(provider=streamed.target.provider, model_deployment=streamed.target.model,
                        fallback_index=streamed.fallback_index, stream=True)  # fmt: skip
             events = event_stream(
@@ -159,7 +160,7 @@ async def transcribe(request: Request, deployment_id: str | None, api_version: s
             handed_to_stream = True  # the stream closes the upload when it ends
             return StreamingResponse(events, media_type="text/event-stream", headers=STREAM_HEADERS)
         started = time.perf_counter()
-        routed, cache_debug = await run_in_threadpool(governor.transcribe, ticket, audio, _deadline(request))
+        routed, cache_debug = await run_in_threadpool(governor.transcribe, router, ticket, audio, _deadline(request))
         latency_ms = round((time.perf_counter() - started) * 1000)
     finally:
         if ticket is not None and not ticket.settled:

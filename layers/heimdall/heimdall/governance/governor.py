@@ -71,14 +71,12 @@ class Governor:
     def __init__(
         self,
         config: GatewayConfig,
-        router: Router,
         store: GovernanceStore | None,
         cache: TranscriptCache | None,
         *,
         clock: Clock = time.time,
         usage_routes: frozenset[str] = frozenset(),
     ) -> None:
-        self.router = router
         self.store = store
         self.cache = cache
         self.clock = clock
@@ -90,6 +88,7 @@ class Governor:
     # -- before the provider ------------------------------------------------------------------
     def admit(
         self,
+        router: Router,
         key_id: str | None,
         request: TranscriptionRequest,
         audio: AudioInput,
@@ -111,7 +110,7 @@ class Governor:
         if ticket.hit is not None:
             claims = scope.claims(self.clock(), seconds=0, dollars=0, requests_only=True)
         else:
-            targets = self.router.resolve_targets(request.model, request.fallbacks)
+            targets = router.resolve_targets(request.model, request.fallbacks)
             price = max(self.prices.per_minute(t.provider, t.model) for t in targets)
             claims = scope.claims(self.clock(), seconds=seconds or 0.0, dollars=price * (seconds or 0.0) / 60)
         refusal = self.limits.reserve(claims)
@@ -123,7 +122,7 @@ class Governor:
 
     # -- the provider call ----------------------------------------------------------------------
     def transcribe(
-        self, ticket: Ticket, audio: AudioInput, deadline: float | None
+        self, router: Router, ticket: Ticket, audio: AudioInput, deadline: float | None
     ) -> tuple[RoutedTranscript, dict[str, Any] | None]:
         """The transcript (from the cache, or the router) and ``cache_debug`` when the cache was asked."""
         lookup = ticket.lookup
@@ -132,7 +131,7 @@ class Governor:
             return _from_cache(ticket.hit, ticket.request), lookup.debug(hit=True)
         gate = self._gate(ticket)
         try:
-            routed = self.router.transcribe(ticket.request, audio, deadline, gate=gate)
+            routed = router.transcribe(ticket.request, audio, deadline, gate=gate)
         except BaseException:
             self._release(ticket, gate)
             raise
@@ -141,11 +140,11 @@ class Governor:
             self.cache.put(lookup, routed.transcript, routed.target.provider, routed.target.model, self.clock())
         return routed, (lookup.debug(hit=False) if lookup is not None else None)
 
-    def open_stream(self, ticket: Ticket, audio: AudioInput, deadline: float | None) -> RoutedStream:
+    def open_stream(self, router: Router, ticket: Ticket, audio: AudioInput, deadline: float | None) -> RoutedStream:
         """A stream is charged once its first event arrived (the target is serving by then)."""
         gate = self._gate(ticket)
         try:
-            streamed = self.router.open_stream(ticket.request, audio, deadline, gate=gate)
+            streamed = router.open_stream(ticket.request, audio, deadline, gate=gate)
         except BaseException:
             self._release(ticket, gate)
             raise
@@ -231,7 +230,6 @@ def _text(value: Any) -> str | None:
 
 def build_governor(
     config: GatewayConfig,
-    router: Router,
     bucket: Any,
     *,
     table: str | None,
@@ -265,4 +263,4 @@ def build_governor(
     elif settings is not None:
         backend = BucketBackend(bucket) if bucket is not None else DirectoryBackend(root / "cache")
         cache = TranscriptCache(settings, backend)
-    return Governor(config, router, store, cache, clock=clock, usage_routes=usage_routes)
+    return Governor(config, store, cache, clock=clock, usage_routes=usage_routes)
