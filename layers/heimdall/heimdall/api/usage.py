@@ -56,7 +56,9 @@ async def usage(request: Request) -> dict[str, Any]:
     if group_by is not None and group_by not in GROUPS:
         raise InvalidRequest("'group_by' must be key, provider or model.", param="group_by", code="invalid_value")
     now = governor.clock()
-    end = _instant(request, "to", now + 1)  # half-open [from, to): by default, up to and including now
+    # half-open [from, to): by default up to and including now; nothing is recorded in the future, so a
+    # later `to` is cut to now (which also bounds the days a query walks)
+    end = min(_instant(request, "to", now + 1), now + 1)
     start = _instant(request, "from", end - 86400)
     if not start < end:
         raise InvalidRequest("'from' must be before 'to'.", param="from", code="invalid_value")
