@@ -9,11 +9,11 @@ PORT ?= 8080
 $(VENV)/.run-deps: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[local,serve]'
+	$(PY) -m pip install --quiet -e '.[local,multilingual,serve]'
 	touch $@
 
 $(VENV)/.dev-deps: $(VENV)/.run-deps
-	$(PY) -m pip install --quiet -e '.[local,serve,dev]'
+	$(PY) -m pip install --quiet -e '.[local,multilingual,serve,dev]'
 	touch $@
 
 install: $(VENV)/.dev-deps

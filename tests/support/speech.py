@@ -10,7 +10,12 @@ import jiwer
 
 AUDIO = Path(__file__).resolve().parents[1] / "fixtures" / "audio"
 TRANSCRIPTS: dict[str, str] = json.loads((AUDIO.parent / "transcripts.json").read_text())
-FILES = {"hello": AUDIO / "hello.wav", "fox": AUDIO / "fox.flac", "story": AUDIO / "story.ogg"}
+FILES = {
+    "hello": AUDIO / "hello.wav",
+    "fox": AUDIO / "fox.flac",
+    "story": AUDIO / "story.ogg",
+    "guten_tag": AUDIO / "guten_tag.ogg",
+}
 
 
 def normalise(text: str) -> str:

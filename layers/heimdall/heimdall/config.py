@@ -95,6 +95,13 @@ class LocalConfig(_Strict):
     compute_type: str = "int8"
     vad_filter: bool = True
     beam_size: int = Field(default=5, ge=1, le=10)
+    #: Where weights that must be prepared (joined) live; the container image sets HEIMDALL_MODEL_DIR.
+    model_dir: str = Field(
+        default_factory=lambda: (
+            os.environ.get("HEIMDALL_MODEL_DIR")
+            or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "heimdall", "models")
+        )
+    )
 
 
 class ClientConfig(_Strict):

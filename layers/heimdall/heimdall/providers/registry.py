@@ -60,6 +60,7 @@ def build_providers(config: GatewayConfig) -> dict[str, Provider]:
                 compute_type=local.compute_type,
                 vad_filter=local.vad_filter,
                 beam_size=local.beam_size,
+                model_dir=local.model_dir,
             )
         )
     for alias, targets in config.deployments.items():
