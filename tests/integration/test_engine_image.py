@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "functions" / "engine" / "Dockerfile"
 TASK_ROOT = "/var/task"  # LAMBDA_TASK_ROOT in the base image
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.image]  # `-m 'not image'` leaves them out
 
 
 def instructions() -> list[tuple[str, str]]:

@@ -59,7 +59,7 @@ def test_a_phrase_repeated_for_minutes_comes_back_once_per_repetition(client: Op
 
 
 def test_minutes_of_real_speech_keep_their_accuracy(client: OpenAI) -> None:
-    recording = corpus_or_skip(lambda: recordings.continuous(150))
+    recording = corpus_or_skip(lambda: recordings.continuous(120))
     result = transcribe(client, recording)
     assert word_error_rate(recording.reference, result.text) <= 0.06, result.text
     assert longest_gap(recording.spans, [(s.start, s.end) for s in result.segments]) <= MAX_GAP_SECONDS
