@@ -74,6 +74,8 @@ def test_generated_names_never_reshape_a_request_or_a_header(gateway: str, fakes
     @given(name=NAMES)
     def one(name: str) -> None:
         fakes.reset()
+        if where == "path" and name in (".", ".."):
+            return  # the client's URL library resolves these before sending; no request is made with them
         tried.append(name)
         if where == "field":
             response = httpx.post(
