@@ -81,6 +81,7 @@ def test_serves_on_loopback_and_prints_a_snippet() -> None:
         output = process.communicate(timeout=10)[0]
     assert f"http://127.0.0.1:{port}/openai/openai/deployments/whisper-1/audio/transcriptions" in output
     assert "AzureOpenAI(" in output
+    assert f"http://127.0.0.1:{port}/playground" in output
     assert output.count("auth is off") == 1
 
 

@@ -16,6 +16,7 @@ from heimdall.config import ConfigError, GatewayConfig, VirtualKey
 
 SNIPPET = """
 Heimdall is listening on http://{host}:{port}  (providers: {providers})
+Playground: http://{host}:{port}/playground
 
 Try it with curl:
   curl -s 'http://127.0.0.1:{port}/openai/openai/deployments/{model}/audio/transcriptions?api-version=2024-06-01' \\

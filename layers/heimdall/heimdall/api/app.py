@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from heimdall import __version__
 from heimdall.api.auth import Gatekeeper
 from heimdall.api.context import RequestContextMiddleware, error_response
+from heimdall.api.playground import add_playground_routes
 from heimdall.api.routes import TRANSCRIPTION_ROUTES, add_routes
 from heimdall.api.uploads import add_upload_routes
 from heimdall.api.usage import add_usage_route
@@ -76,6 +77,7 @@ def create_app(
     add_routes(app)
     add_upload_routes(app)
     add_usage_route(app)
+    add_playground_routes(app)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -33,6 +33,8 @@ from heimdall.providers.local import LocalProvider, engine_installed
 from heimdall.routing import RoutedTranscript, Router, deadline_for
 from heimdall.storage import AudioBucket, stage
 
+# API Gateway's 6 MB Lambda payload, less base64 and the form around the audio.
+API_GATEWAY_DIRECT_BYTES = 4 * 1024 * 1024
 API_VERSION = re.compile(r"^(\d{4}-\d{2}-\d{2}(-preview)?|v1|latest|preview)$")
 
 
@@ -254,9 +256,16 @@ async def health(request: Request) -> dict[str, Any]:
         if isinstance(provider, LocalProvider):
             entry.update(installed=engine_installed(), loaded=provider.loaded)
         providers.append(entry)
+    gatekeeper: Gatekeeper = request.app.state.gatekeeper
+    max_direct = _limits(config).max_body_bytes
+    if request.scope.get("aws.event") is not None:  # through API Gateway: its payload cap is lower
+        max_direct = min(max_direct, API_GATEWAY_DIRECT_BYTES)
     return {
         "status": "ok",
         "providers": providers,
         "deployments": config.deployments,
         "default_model": "local/tiny.en" if router.keyless_default else None,
+        "auth_required": gatekeeper.enforced,  # whether a gateway key is needed; never which keys exist
+        "uploads": request.app.state.bucket is not None,  # POST /v1/uploads for files over max_direct_bytes
+        "max_direct_bytes": max_direct,
     }
