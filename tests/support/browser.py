@@ -2,6 +2,8 @@
 
 Playwright's own browser download is never used (it needs a host the test machines cannot reach):
 the browser is the system's ``chromium``, installed by ``.ci/run`` with apt-get when missing.
+While a browser is open, Playwright's event loop is the thread's running loop: code that runs a loop
+of its own in that thread (the Mangum handler) belongs in tests without a browser.
 """
 
 from __future__ import annotations

@@ -1,16 +1,20 @@
-"""POST /playground/render: the playground's downloads, rendered by the code the API renders with;
-hostile bodies get the error envelope (never a 500), and a keyed gateway wants its key."""
+"""The playground over HTTP and through the Lambda handler (its browser tests are in test_playground.py):
+the page's headers and size, /health's auth flag, and POST /playground/render — the downloads, rendered by
+the code the API renders with; hostile bodies get the error envelope (never a 500); a keyed gateway wants
+its key."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 
 from heimdall.api.app import create_app
-from heimdall.config import parse_config
+from heimdall.config import GatewayConfig, parse_config
+from tests.support.lambda_events import LambdaContext, http_v2_event, response_body, response_headers, rest_v1_event
 from tests.support.servers import serve
 
 SEGMENTS = [
@@ -104,3 +108,54 @@ def test_a_keyed_gateway_wants_the_key() -> None:
         answer = render(url, body, authorization=f"Bearer {key}")
     assert answer.status_code == 200
     assert json.loads(answer.text)["srt"] == "1\n00:00:00,000 --> 00:00:01,000\nHi.\n\n"
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_the_lambda_handler_serves_the_page_as_the_server_does(
+    version: str, api_handler: Any, lambda_context: LambdaContext, gateway_url: str
+) -> None:
+    build = rest_v1_event if version == "v1" else http_v2_event
+    for path in ("/", "/playground", "/playground/playground.css", "/playground/playground.js"):
+        response = api_handler(build("GET", path), lambda_context)
+        served = httpx.get(gateway_url + path)
+        assert response["statusCode"] == 200
+        assert response_body(response) == served.content
+        headers = response_headers(response)
+        assert headers["content-type"] == served.headers["content-type"]
+        assert headers.get("content-security-policy") == served.headers.get("content-security-policy")
+    health = json.loads(response_body(api_handler(build("GET", "/health"), lambda_context)))
+    assert health["max_direct_bytes"] == 4 * 1024 * 1024  # API Gateway's payload cap, not the config's 25 MB
+
+
+def test_the_page_and_its_assets_are_small(gateway_url: str) -> None:
+    sizes = {
+        path: len(httpx.get(gateway_url + path).content)
+        for path in ("/playground", "/playground/playground.css", "/playground/playground.js")
+    }
+    assert sum(sizes.values()) < 100 * 1024, sizes
+
+
+def test_the_page_allows_only_its_own_origin(gateway_url: str) -> None:
+    page_response = httpx.get(f"{gateway_url}/playground")
+    assert page_response.headers["content-type"].startswith("text/html")
+    policy = dict(part.strip().split(" ", 1) for part in page_response.headers["content-security-policy"].split(";"))
+    assert policy["default-src"] == "'none'"
+    assert policy["script-src"] == policy["style-src"] == policy["connect-src"] == "'self'"
+    assert policy["media-src"] == "'self' blob: data:"
+    assert httpx.get(f"{gateway_url}/playground/../health").status_code == 200  # normalised by the client
+    assert httpx.get(f"{gateway_url}/playground/playground.py").status_code == 404
+    assert httpx.get(f"{gateway_url}/playground/%2e%2e%2fapp.py").status_code == 404
+
+
+def test_health_says_whether_a_key_is_needed_without_any_secret() -> None:
+    secret = "hk-secret-value-0123456789"
+    keyed = parse_config({"governance": {"virtual_keys": [{"id": "team", "value": secret, "allowed_models": ["*"]}]}})
+    with serve(create_app(keyed)) as gateway:
+        response = httpx.get(f"{gateway}/health")
+    assert response.json()["auth_required"] is True
+    assert secret not in response.text and "team" not in response.text
+    with serve(create_app(GatewayConfig())) as gateway:
+        health = httpx.get(f"{gateway}/health").json()
+    assert health["auth_required"] is False
+    assert health["uploads"] is False
+    assert health["max_direct_bytes"] == 25 * 1024 * 1024
