@@ -21,8 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from heimdall.api.auth import authenticate
+from heimdall.api.body import read_body
 from heimdall.api.openapi import ERROR_RESPONSES
-from heimdall.core.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from heimdall.core.errors import InvalidRequest, UnsupportedMediaType
 from heimdall.core.formats import render_srt, render_text, render_vtt
 from heimdall.core.types import Segment, Transcript
 from heimdall.observability import logger
@@ -125,13 +126,9 @@ async def render(request: Request) -> JSONResponse:
     authenticate(request)
     if not request.headers.get("content-type", "").startswith("application/json"):
         raise UnsupportedMediaType('POST /playground/render takes a JSON object: {"text": ..., "segments": [...]}.')
-    raw = bytearray()
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > RENDER_MAX_BYTES:
-            raise PayloadTooLarge(f"A transcript to render is at most {RENDER_MAX_BYTES} bytes.")
+    raw = await read_body(request, RENDER_MAX_BYTES, "transcript to render")
     try:
-        body = RenderBody.model_validate_json(bytes(raw))
+        body = RenderBody.model_validate_json(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         param = ".".join(str(part) for part in first["loc"]) or "body"
