@@ -79,14 +79,14 @@ def content_security_policy(upload_origin: str | None) -> str:
 
 
 async def _serve(request: Request, name: str) -> Response:
-    bucket: AudioBucket | None = request.app.state.bucket
-    origin = await run_in_threadpool(_upload_origin, bucket) if bucket is not None else None
     headers = {
         "Cache-Control": "no-cache",
         "X-Content-Type-Options": "nosniff",
         "Referrer-Policy": "no-referrer",
     }
     if name.endswith(".html"):
+        bucket: AudioBucket | None = request.app.state.bucket
+        origin = await run_in_threadpool(_upload_origin, bucket) if bucket is not None else None
         headers["Content-Security-Policy"] = content_security_policy(origin)
     return Response(asset(name), media_type=ASSETS[name], headers=headers)
 
