@@ -73,13 +73,23 @@ def test_the_page_loads_from_the_gateway_alone(page: Any, gateway_url: str, brow
         "/", "/playground", "/playground/playground.css", "/playground/playground.js", "/health"
     }  # fmt: skip
     assert browser.console_errors == []  # a Content-Security-Policy violation would be reported here
+    unlabelled = page.evaluate(
+        "() => Array.from(document.querySelectorAll('input, select, button, progress'))"
+        ".filter((e) => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim())"
+        ".map((e) => e.id)"
+    )
+    assert unlabelled == []  # every control has a name a screen reader can say
+    page.set_viewport_size({"width": 360, "height": 740})  # a phone: nothing wider than the screen
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 360
 
 
 @pytest.mark.engine
 def test_a_wav_is_transcribed_and_its_text_appears(page: Any, gateway_url: str, browser: Browser) -> None:
+    page.set_viewport_size({"width": 360, "height": 740})  # at a phone's width
     open_playground(page, gateway_url)
     transcribe(page, FILES["hello"])
     assert finished(page) == "done", page.text_content("#error")
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 360
     assert wer("hello", page.text_content("#text") or "") <= 0.35
     assert page.locator("#segments li").count() >= 1
     assert page.locator("#downloads a").all_text_contents() == ["Text", "SRT", "VTT", "JSON"]
@@ -243,3 +253,18 @@ def test_a_file_over_the_direct_limit_goes_through_an_upload_and_the_job(page: A
     assert {u.split("/")[2] for u in browser.requests if not u.startswith("blob:")} == {
         gateway.split("/")[2], s3_origin.split("/")[2]
     }  # fmt: skip
+
+
+@pytest.mark.engine
+def test_a_microphone_recording_is_sent_and_played(page: Any, gateway_url: str) -> None:
+    open_playground(page, gateway_url)  # Chromium's fake microphone: a steady beep, granted without a prompt
+    page.click("#record")
+    page.wait_for_selector("#stop:not([disabled])")
+    page.wait_for_function("() => document.querySelector('#record-state').textContent === 'Recording…'")
+    page.wait_for_timeout(1500)  # the recording's length, not a wait for something to happen
+    page.click("#stop")
+    page.wait_for_selector("#record-state:has-text('Recorded')")
+    page.click("#go")
+    assert finished(page) == "done", page.text_content("#error")
+    assert page.evaluate("() => document.querySelector('#player').src").startswith("blob:")
+    assert page.locator("#downloads a").first.get_attribute("download") == "recording.txt"
