@@ -11,10 +11,10 @@ did. ``record`` writes the usage record once the response is sent.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from heimdall.core.errors import HeimdallError
 from heimdall.core.types import AudioInput, Transcript, TranscriptionRequest
@@ -27,6 +27,8 @@ from heimdall.routing import RoutedStream, RoutedTranscript, Router, Target
 
 if TYPE_CHECKING:
     from heimdall.config import GatewayConfig
+
+R = TypeVar("R")
 
 
 @dataclass
@@ -129,12 +131,7 @@ class Governor:
         if ticket.hit is not None and lookup is not None:
             ticket.log.update(cache_hit=True, cost=0.0)
             return _from_cache(ticket.hit, ticket.request), lookup.debug(hit=True)
-        gate = self._gate(ticket)
-        try:
-            routed = router.transcribe(ticket.request, audio, deadline, gate=gate)
-        except BaseException:
-            self._release(ticket, gate)
-            raise
+        routed, gate = self._routed(ticket, lambda gate: router.transcribe(ticket.request, audio, deadline, gate))
         self._settle(ticket, gate, routed.target, routed.transcript)
         if self.cache is not None and lookup is not None:
             self.cache.put(lookup, routed.transcript, routed.target.provider, routed.target.model, self.clock())
@@ -142,14 +139,18 @@ class Governor:
 
     def open_stream(self, router: Router, ticket: Ticket, audio: AudioInput, deadline: float | None) -> RoutedStream:
         """A stream is charged once its first event arrived (the target is serving by then)."""
+        streamed, gate = self._routed(ticket, lambda gate: router.open_stream(ticket.request, audio, deadline, gate))
+        self._settle(ticket, gate, streamed.target, None)
+        return streamed
+
+    def _routed(self, ticket: Ticket, route: Callable[[ProviderGate | None], R]) -> tuple[R, ProviderGate | None]:
+        """The router's answer, with the key's per-provider gate; everything given back when it raised."""
         gate = self._gate(ticket)
         try:
-            streamed = router.open_stream(ticket.request, audio, deadline, gate=gate)
+            return route(gate), gate
         except BaseException:
             self._release(ticket, gate)
             raise
-        self._settle(ticket, gate, streamed.target, None)
-        return streamed
 
     def close(self, ticket: Ticket) -> None:
         """Give back what an unsettled request reserved: no provider answered it."""
