@@ -221,14 +221,24 @@ def test_a_failed_upstream_call_is_not_charged(
 
 
 # -- provider-level limits --------------------------------------------------------------------------
-def test_a_provider_whose_own_limit_is_spent_is_skipped_for_the_next_target(
-    upstreams: Upstreams, fakes: Upstreams, tmp_path: Any
-) -> None:
-    config = {
+AZURE_LIMITS = {
+    "rate limit": {
         "governance": {"rate_limits": [{"id": "rl-azure", "request_max_limit": 1, "request_reset_duration": "1h"}]},
         "provider_configs": [{"id": 7, "provider": "azure", "rate_limit_id": "rl-azure"}],
-    }
-    with gateway(upstreams, {}, Clock(), tmp_path, **config) as (url, _):
+    },
+    "budget": {  # room for one 4.2 s request at azure's $0.006 a minute
+        "governance": {"budgets": [{"id": "b-azure", "max_limit": 0.0005, "reset_duration": "1d",
+                                    "provider_config_id": 7}]},
+        "provider_configs": [{"id": 7, "provider": "azure"}],
+    },
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("limit", list(AZURE_LIMITS))
+def test_a_provider_whose_own_limit_is_spent_is_skipped_for_the_next_target(
+    upstreams: Upstreams, fakes: Upstreams, tmp_path: Any, limit: str
+) -> None:
+    with gateway(upstreams, {}, Clock(), tmp_path, **AZURE_LIMITS[limit]) as (url, _):
         first = post(url, model="whisper")  # azure/whisper-1, then groq/whisper-large-v3
         second = post(url, model="whisper")
         direct = post(url, model="azure/whisper-1")  # no other target to go to
@@ -236,9 +246,21 @@ def test_a_provider_whose_own_limit_is_spent_is_skipped_for_the_next_target(
     assert second.status_code == 200
     assert (second.json()["extra_fields"]["provider"], second.json()["extra_fields"]["fallback_index"]) == ("groq", 1)
     assert direct.status_code == 429
-    assert direct.json()["extra_fields"]["limit"]["id"] == "rl-azure"
+    assert direct.json()["extra_fields"]["limit"]["id"] in ("rl-azure", "b-azure")
     assert direct.json()["extra_fields"]["provider"] == "azure"
     assert (fakes.calls("azure"), fakes.calls("groq")) == (1, 1)
+
+
+def test_a_provider_that_failed_is_not_charged_to_its_own_limit(
+    upstreams: Upstreams, fakes: Upstreams, tmp_path: Any
+) -> None:
+    with gateway(upstreams, {}, Clock(), tmp_path, **AZURE_LIMITS["rate limit"]) as (url, _):
+        fakes.fakes["azure"].always = Fault("status", 500)
+        fell_back = post(url, model="whisper")
+        fakes.fakes["azure"].always = None
+        again = post(url, model="whisper")
+    assert fell_back.json()["extra_fields"]["provider"] == "groq"
+    assert again.json()["extra_fields"]["provider"] == "azure"  # its one request was given back
 
 
 # -- usage ------------------------------------------------------------------------------------------

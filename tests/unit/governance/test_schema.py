@@ -64,3 +64,14 @@ def test_the_cache_is_off_unless_the_plugin_is_enabled() -> None:
 def test_a_bad_governance_entry_stops_start_up(document: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_config(document)
+
+
+def test_keys_in_lambda_without_the_table_stop_start_up(tmp_path: Any) -> None:
+    from heimdall.governance.governor import build_governor
+
+    config = parse_config(governance())
+    common = {"state_dir": str(tmp_path), "usage_routes": frozenset()}
+    with pytest.raises(ConfigError, match="HEIMDALL_GOVERNANCE_TABLE"):
+        build_governor(config, None, table=None, in_lambda=True, **common)
+    assert build_governor(config, None, table=None, in_lambda=False, **common).store is not None
+    assert build_governor(parse_config({}), None, table=None, in_lambda=True, **common).store is None
