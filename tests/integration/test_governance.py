@@ -392,3 +392,26 @@ def test_a_stream_is_limited_and_charged_like_any_request(
     assert failed.status_code == 502  # failed before its first event: not counted
     assert streamed.status_code == 200 and streamed.text.rstrip().endswith("data: [DONE]")
     assert refused.status_code == 429
+
+
+def test_limits_that_cannot_be_checked_refuse_with_503_and_a_lost_release_keeps_the_real_error(
+    upstreams: Upstreams, fakes: Upstreams, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    def unavailable(*args: Any) -> Any:
+        raise sqlite3.OperationalError("database is locked")
+
+    limits = rate_limit(request_max_limit=5, request_reset_duration="1h")
+    with gateway(upstreams, {}, Clock(), tmp_path, **limits) as (url, governor):
+        monkeypatch.setattr(governor.store, "adjust", unavailable)
+        fakes.fakes["openai"].always = Fault("status", 500)
+        failed = post(url)  # giving the reservation back fails: logged; the client still hears the 502
+        fakes.fakes["openai"].always = None
+        monkeypatch.setattr(governor.store, "reserve", unavailable)
+        refused = post(url)
+    assert failed.status_code == 502
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "5"
+    assert refused.json()["error"]["code"] == "limits_unavailable"
+    assert "locked" not in refused.text
+    assert fakes.calls("openai") == 2  # the failed request's call and its one retry; none for the refused one

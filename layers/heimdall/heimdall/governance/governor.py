@@ -106,9 +106,10 @@ class Governor:
             ticket.lookup = self.cache.lookup(request, audio, headers, key_id)
             if ticket.lookup is not None:
                 ticket.hit = self.cache.get(ticket.lookup, request, self.clock())
-        if self.limits is None:
-            return ticket
-        scope = self.limits.key_scope(key_id)
+        ticket.settled = ticket.hit is not None  # a hit keeps its request count and owes nothing more
+        scope = self.limits.key_scope(key_id) if self.limits is not None else None
+        if not scope or self.limits is None:
+            return ticket  # nothing to reserve (per-provider limits are asked target by target)
         if ticket.hit is not None:
             claims = scope.claims(self.clock(), seconds=0, dollars=0, requests_only=True)
         else:
@@ -119,7 +120,6 @@ class Governor:
         if refusal is not None:
             raise refusal
         ticket.claims = claims
-        ticket.settled = ticket.hit is not None  # a hit keeps its request count and owes nothing more
         return ticket
 
     # -- the provider call ----------------------------------------------------------------------

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from heimdall.core.errors import RateLimited
+from heimdall.core.errors import EngineUnavailable, RateLimited
 from heimdall.governance.schema import Budget, RateLimit
 from heimdall.governance.store import Claim, GovernanceStore
 from heimdall.governance.windows import window_at
+from heimdall.observability import logger
 
 if TYPE_CHECKING:
     from heimdall.config import Governance
@@ -103,14 +104,28 @@ class Limits:
         if not claims:
             return None
         now = self.clock()
-        refused = self.store.reserve(claims, now)
+        try:
+            refused = self.store.reserve(claims, now)
+        except Exception:  # fail closed: a limit that cannot be checked is not waved through
+            logger.exception("rate limits and budgets could not be checked")
+            raise EngineUnavailable(
+                "Rate limits and budgets cannot be checked right now; try again shortly.",
+                code="limits_unavailable",
+                headers={"Retry-After": "5"},
+            ) from None
         if refused is None:
             return None
         return refusal(refused, now)
 
     def adjust(self, claims: Sequence[Claim]) -> None:
-        if claims:
+        """Settle or give back; a failure is logged, never turned into an error for a request that
+        was already answered (the counter stays off by that amount until its window ends)."""
+        if not claims:
+            return
+        try:
             self.store.adjust(claims, self.clock())
+        except Exception:
+            logger.exception("a limit's counter could not be settled", extra={"counters": [c.counter for c in claims]})
 
 
 def refusal(claim: Claim, now: float) -> RateLimited:
