@@ -15,9 +15,10 @@ from starlette.concurrency import run_in_threadpool
 from heimdall.api.auth import authenticate
 from heimdall.api.openapi import ERROR_RESPONSES
 from heimdall.config import GatewayConfig
-from heimdall.core.errors import Forbidden, InvalidRequest, NotFound
+from heimdall.core.errors import EngineUnavailable, Forbidden, InvalidRequest, NotFound
 from heimdall.governance.governor import Governor
 from heimdall.governance.usage import GROUPS, summarize
+from heimdall.observability import logger
 
 
 def _instant(request: Request, name: str, default: float) -> float:
@@ -70,7 +71,13 @@ async def usage(request: Request) -> dict[str, Any]:
         )
     assert governor.store is not None
     store = governor.store
-    summary = await run_in_threadpool(lambda: summarize(store.records(start, end), group_by))
+    try:
+        summary = await run_in_threadpool(lambda: summarize(store.records(start, end), group_by))
+    except Exception:
+        logger.exception("usage records could not be read")
+        raise EngineUnavailable(
+            "Usage records cannot be read right now; try again shortly.", code="usage_unavailable"
+        ) from None
     return {"object": "usage", "from": _iso(start), "to": _iso(end), "group_by": group_by, **summary}
 
 
@@ -97,7 +104,7 @@ def add_usage_route(app: FastAPI) -> None:
                     "description": "Totals over the range, and one row per group when grouped",
                     "content": {"application/json": {"schema": {"type": "object"}}},
                 },
-                **{status: ERROR_RESPONSES[status] for status in ("400", "401", "403", "404", "405")},
+                **{status: ERROR_RESPONSES[status] for status in ("400", "401", "403", "404", "405", "503")},
             },
         },
     )  # fmt: skip
