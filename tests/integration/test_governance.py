@@ -67,10 +67,8 @@ def backend(request: pytest.FixtureRequest) -> dict[str, str]:
     return {"HEIMDALL_GOVERNANCE_TABLE": table, "HEIMDALL_AUDIO_BUCKET": BUCKET}
 
 
-@contextmanager
-def gateway(
-    upstreams: Upstreams, env: dict[str, str], clock: Clock, tmp_path: Any, **config: Any
-) -> Iterator[tuple[str, Any]]:
+def make_app(upstreams: Upstreams, env: dict[str, str], clock: Clock, tmp_path: Any, **config: Any) -> Any:
+    """The gateway with keys team, other and admin, started with ``env`` as it would be in Lambda."""
     keys = [
         {"id": "team", "value": TEAM, "rate_limit_id": config.pop("rate_limit_id", None),
          "provider_configs": config.pop("provider_configs", [])},
@@ -82,10 +80,17 @@ def gateway(
     saved = {k: os.environ.get(k) for k in [*env, "HEIMDALL_STATE_DIR"]}
     os.environ.update({**env, "HEIMDALL_STATE_DIR": str(tmp_path)})
     try:
-        app = create_app(settings, clock=clock)
+        return create_app(settings, clock=clock)
     finally:
         for k, v in saved.items():
             os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+
+
+@contextmanager
+def gateway(
+    upstreams: Upstreams, env: dict[str, str], clock: Clock, tmp_path: Any, **config: Any
+) -> Iterator[tuple[str, Any]]:
+    app = make_app(upstreams, env, clock, tmp_path, **config)
     with serve(app) as url:
         yield url, app.state.governor
 
@@ -415,3 +420,32 @@ def test_limits_that_cannot_be_checked_refuse_with_503_and_a_lost_release_keeps_
     assert refused.json()["error"]["code"] == "limits_unavailable"
     assert "locked" not in refused.text
     assert fakes.calls("openai") == 2  # the failed request's call and its one retry; none for the refused one
+
+
+def test_through_the_lambda_handler_limits_hold_and_usage_is_written_before_the_invocation_returns(
+    upstreams: Upstreams, fakes: Upstreams, aws: str, tmp_path: Any
+) -> None:
+    from heimdall.api.lambda_adapter import lambda_handler
+    from tests.support import multipart as mp
+    from tests.support.lambda_events import LambdaContext, http_v2_event, response_headers
+
+    table = f"governance-{uuid.uuid4().hex}"
+    create_governance_table(table)
+    clock = Clock()
+    env = {"HEIMDALL_GOVERNANCE_TABLE": table, "AWS_LAMBDA_FUNCTION_NAME": "heimdall-ApiFunction"}
+    limits = rate_limit(request_max_limit=1, request_reset_duration="1h")
+    app = make_app(upstreams, env, clock, tmp_path, **limits)
+    governor = app.state.governor
+    handler = lambda_handler(app)
+    body = mp.body(mp.field("model", "openai/whisper-1"), mp.file_part(HELLO, filename="hello.wav"))
+    replies = []
+    for _ in range(2):
+        event = http_v2_event("POST", "/v1/audio/transcriptions", body=body, content_type=mp.CONTENT_TYPE)
+        event["headers"]["api-key"] = TEAM
+        event["requestContext"]["requestId"] = str(uuid.uuid4())  # one per invocation, as API Gateway gives
+        replies.append(handler(event, LambdaContext()))
+    records = list(governor.store.records(clock.now - 60, clock.now + 60))
+    assert [r["statusCode"] for r in replies] == [200, 429]
+    assert int(response_headers(replies[1])["retry-after"]) == 3600 - 15
+    assert sorted(r.status for r in records) == [200, 429]  # written before each invocation returned
+    assert {r.key_id for r in records} == {"team"}
