@@ -37,7 +37,3 @@ def name_problem(name: str) -> str | None:
         if part in (".", ".."):
             return "it has a '.' or '..' part"
     return None
-
-
-def is_valid_name(name: str) -> bool:
-    return name_problem(name) is None
