@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from heimdall import __version__
 from heimdall.api.auth import Gatekeeper
 from heimdall.api.context import RequestContextMiddleware, error_response
+from heimdall.api.docs import add_docs_routes
 from heimdall.api.playground import add_playground_routes
 from heimdall.api.routes import TRANSCRIPTION_ROUTES, add_routes
 from heimdall.api.uploads import add_upload_routes
@@ -39,6 +40,8 @@ def create_app(
         title="Heimdall",
         version=__version__,
         summary="Speech-to-text gateway speaking the Bifrost, Azure OpenAI and OpenAI transcription API.",
+        docs_url=None,  # served by add_docs_routes, without a CDN
+        redoc_url=None,
     )
     app.state.config = config
     app.state.router = Router(config, build_providers(config))
@@ -78,6 +81,7 @@ def create_app(
     add_upload_routes(app)
     add_usage_route(app)
     add_playground_routes(app)
+    add_docs_routes(app)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
