@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.metadata as metadata
 import json
+import os
 from pathlib import Path
 
 from packaging.requirements import Requirement
@@ -64,4 +65,4 @@ def run_deps_only(directory: Path) -> str:
         if not any(canonicalize_name(d) in closure for d in distributions)
     )
     (directory / "sitecustomize.py").write_text(_BLOCKER.format(blocked=json.dumps(blocked)))
-    return str(directory)
+    return os.pathsep.join(filter(None, [str(directory), os.environ.get("PYTHONPATH")]))
