@@ -22,7 +22,7 @@ import requests
 import srt
 
 from heimdall.api.app import create_app
-from heimdall.config import GatewayConfig, load_config
+from heimdall.config import GatewayConfig, load_config, parse_config
 from tests.fakes.base import Fault
 from tests.support.aws import moto_endpoint
 from tests.support.lambda_events import EVENTS, LambdaContext
@@ -267,7 +267,8 @@ def test_cli_sends_large_files_through_an_upload_and_waits_for_the_job(aws: dict
     audio_path.write_bytes(long_speech_wav(150))  # 4.8 MB: over what one API Gateway request carries
     output = tmp_path / "meeting.srt"
     handler = ingest_with(None)
-    with serve(create_app(GatewayConfig())) as gateway:
+    one_request = {"client_config": {"max_request_body_size_mb": 4}}  # what one request through API Gateway holds
+    with serve(create_app(parse_config(one_request))) as gateway:
         process = _cli(str(audio_path), "--url", gateway, "--format", "srt", "-o", str(output))
         s3 = boto3.client("s3")
 
@@ -282,7 +283,7 @@ def test_cli_sends_large_files_through_an_upload_and_waits_for_the_job(aws: dict
     cues = list(srt.parse(output.read_text()))
     assert cues
     assert cues[-1].end.total_seconds() <= 150.5
-    assert b"upload done" in err
+    assert b"upload: done (4.8 MB)" in err
 
 
 @pytest.mark.parametrize(
