@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8080
+# The Lambda runtime template.yaml names (python3.12): `make build` compiles the layer for it.
+RUNTIME := $(shell sed -n 's/^ *Runtime: *\(python3\.[0-9]*\).*/\1/p' template.yaml | head -n 1)
 
-.PHONY: run test lint fuzz bench install clean events
+.PHONY: run test lint fuzz bench install clean events build deploy
 
 $(VENV)/.run-deps: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +23,15 @@ install: $(VENV)/.dev-deps
 ## Serve the gateway on http://127.0.0.1:$(PORT) with the embedded engine (HEIMDALL_CONFIG honoured).
 run: $(VENV)/.run-deps
 	PORT=$(PORT) exec $(PY) -m heimdall
+
+## Build for AWS Lambda (sam build) for the template's runtime: in a container when Docker answers,
+## else with that Python from PATH, else a message saying what to install.
+build:
+	scripts/build.sh $(RUNTIME)
+
+## Build, then deploy (guided the first time, until samconfig.toml holds the answers).
+deploy: build
+	sam deploy $(if $(wildcard samconfig.toml),,--guided)
 
 ## Lint, type-check, check the SAM template, and run the whole test suite.
 test: $(VENV)/.dev-deps lint
