@@ -1,1 +1,1 @@
-"""Heimdall's benchmarks (`make bench`): measured numbers for the bars in DESIGN §6, not tests."""
+"""Heimdall's benchmarks (`make bench`): measured numbers for the bars in docs/design.md (§5), not tests."""
