@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -202,3 +203,17 @@ def test_make_run_reads_an_ssm_config_and_serves_uploads_from_its_own_install(tm
             status = httpx.get(f"{base}{job.json()['status_url']}", timeout=30)
             assert status.json()["status"] == "queued"
         assert "Traceback" not in output.read_text()
+
+
+def test_a_taken_port_is_one_line_naming_another() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "heimdall"], env={**os.environ, "PORT": str(port)},
+                                capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"heimdall: port {port} on 127.0.0.1 is in use (another make run?); try PORT={port + 1} make run"
+    )
+    assert "Traceback" not in result.stderr

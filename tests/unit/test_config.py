@@ -88,3 +88,30 @@ def test_an_alias_naming_an_unconfigured_provider_stops_start_up() -> None:
 
     with pytest.raises(ConfigError, match=r"deployments\.whisper\[1\]: expected a configured provider"):
         build_providers(parse_config({"deployments": {"whisper": ["local/tiny.en", "azure/whisper-1"]}}))
+
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.json"))
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_each_small_example_needs_one_key_and_its_aliases_resolve(
+    example: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The examples README offers for a first real provider: one environment variable, aliases that
+    name configured targets; without the variable, start-up stops with a message naming it."""
+    import re
+
+    from heimdall.providers.registry import build_providers
+    from heimdall.routing import Router
+
+    text = example.read_text()
+    (variable,) = set(re.findall(r'"env\.([A-Z0-9_]+)"', text))
+    monkeypatch.delenv(variable, raising=False)
+    with pytest.raises(ConfigError, match=f"environment variable {variable} is not set"):
+        load_config(str(example))
+    monkeypatch.setenv(variable, "sk-example")
+    config = load_config(str(example))
+    router = Router(config, build_providers(config))
+    assert config.deployments
+    for alias, targets in config.deployments.items():
+        assert [str(t) for t in router.resolve_targets(alias)] == targets

@@ -70,6 +70,21 @@ def snippet(config: GatewayConfig, providers: Iterable[str], *, host: str, port:
     return text
 
 
+def refuse_a_taken_port(host: str, port: int) -> None:
+    """Say so in one line when the port is taken (uvicorn would log a bind error and exit 3)."""
+    import errno
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            sys.exit(f"heimdall: port {port} on {host} is in use (another make run?); try PORT={port + 1} make run")
+
+
 def main() -> None:
     """Serve until stopped; Ctrl-C ends it quietly."""
     with contextlib.suppress(KeyboardInterrupt):
@@ -88,6 +103,7 @@ def serve() -> None:
         app = create_app()
     except ConfigError as exc:
         sys.exit(f"heimdall: {exc}")
+    refuse_a_taken_port(host, port)
     if not app.state.gatekeeper.enforced:
         if host not in ("127.0.0.1", "localhost", "::1"):
             sys.exit(f"heimdall: refusing to listen on {host} without gateway keys (governance.virtual_keys)")
