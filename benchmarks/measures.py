@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import gc
 import io
+import json
 import os
 import statistics
 import subprocess
@@ -242,7 +243,6 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
 def overhead() -> dict[str, Any]:
     """Time Heimdall adds over calling the provider directly: same client, same fake upstream
     (the test suite's OpenAI fake), gateway and upstream each in their own process, interleaved."""
-    import json
     import tempfile
 
     key = "sk-bench-0123456789"
@@ -365,7 +365,6 @@ print(json.dumps({"seconds": time.perf_counter() - started, "peak_rss_kb": peak_
 def ingest_memory(megabytes: int = 200) -> dict[str, Any]:
     """Peak RSS of the ingest handler (a fresh process, as a Lambda instance) transcribing a 200 MB
     WAV from S3 (moto's server, its own process) through a provider that takes 25 MB at most."""
-    import json
     import tempfile
 
     import boto3
@@ -495,7 +494,33 @@ def governance(runs: int = 300) -> dict[str, Any]:
     return results
 
 
+MODEL_LOAD_SCRIPT = """
+import json, time
+from heimdall.providers.local import LocalProvider
+provider = LocalProvider()
+wall, cpu = time.perf_counter(), time.process_time()
+provider._whisper()  # what the first transcription does first: import faster-whisper, read tiny.en
+print(json.dumps({"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}))
+"""
+
+
+def model_load(runs: int = 3) -> dict[str, Any]:
+    """The embedded engine's first load, each in a fresh process (nothing imported or cached yet in
+    it): wall clock, and CPU time, which a busy shared machine inflates far less."""
+    samples = []
+    for _ in range(runs):
+        out = subprocess.run([sys.executable, "-c", MODEL_LOAD_SCRIPT], cwd=ROOT, capture_output=True, text=True,
+                             check=True, timeout=300)  # fmt: skip
+        samples.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return {
+        "first model load wall s (median)": round(statistics.median(s["wall"] for s in samples), 2),
+        "first model load CPU s (median)": round(statistics.median(s["cpu"] for s in samples), 2),
+        "load average (1 min) after": round(os.getloadavg()[0], 2),
+    }
+
+
 ALL: dict[str, Callable[[], dict[str, Any]]] = {
+    "model_load": model_load,
     "ingest_memory": ingest_memory,
     "first_delta": first_delta,
     "overhead": overhead,
