@@ -202,6 +202,7 @@ def test_make_run_reads_an_ssm_config_and_serves_uploads_from_its_own_install(tm
             assert job.status_code == 201, job.text
             status = httpx.get(f"{base}{job.json()['status_url']}", timeout=30)
             assert status.json()["status"] == "queued"
+            assert httpx.get(f"{base}/docs/assets/swagger-ui-bundle.js", timeout=30).status_code == 200
         assert "Traceback" not in output.read_text()
 
 
