@@ -11,12 +11,20 @@ from __future__ import annotations
 import importlib.metadata as metadata
 import json
 import os
+import re
 from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-RUN_EXTRAS = ("local", "serve")  # what the Makefile's run target installs: -e '.[local,serve]'
+
+def run_extras() -> tuple[str, ...]:
+    """The extras the Makefile's run target installs (its first ``pip install -e '.[...]'``)."""
+    makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
+    match = re.search(r"\$\(VENV\)/\.run-deps:.*?pip install [^\n]*-e '\.\[([a-z,-]+)\]'", makefile, re.DOTALL)
+    assert match is not None, "the Makefile's run-deps rule no longer installs -e '.[extras]'"
+    return tuple(match.group(1).split(","))
+
 
 _BLOCKER = """
 import sys
@@ -35,10 +43,10 @@ sys.meta_path.insert(0, _NotInstalledByMakeRun())
 """
 
 
-def run_closure(root: str = "heimdall", extras: tuple[str, ...] = RUN_EXTRAS) -> set[str]:
-    """Canonical names of every distribution ``pip install root[extras]`` brings in."""
+def run_closure(root: str = "heimdall") -> set[str]:
+    """Canonical names of every distribution ``pip install root[run extras]`` brings in."""
     seen: set[str] = set()
-    pending: list[tuple[str, tuple[str, ...]]] = [(root, extras)]
+    pending: list[tuple[str, tuple[str, ...]]] = [(root, run_extras())]
     while pending:
         name, wanted = pending.pop()
         seen.add(canonicalize_name(name))
