@@ -449,3 +449,13 @@ def test_through_the_lambda_handler_limits_hold_and_usage_is_written_before_the_
     assert int(response_headers(replies[1])["retry-after"]) == 3600 - 15
     assert sorted(r.status for r in records) == [200, 429]  # written before each invocation returned
     assert {r.key_id for r in records} == {"team"}
+
+
+def test_a_damaged_cache_entry_is_a_miss(upstreams: Upstreams, fakes: Upstreams, tmp_path: Any) -> None:
+    with gateway(upstreams, {}, Clock(), tmp_path, **CACHE) as (url, _):
+        cache_id = cached(url).json()["extra_fields"]["cache_debug"]["cache_id"]
+        (tmp_path / "cache" / f"{cache_id}.json").write_text('{"expires_at": 9e99, "transcript": {"text": 7}}')
+        again = cached(url)
+    assert again.status_code == 200
+    assert again.json()["extra_fields"]["cache_debug"]["cache_hit"] is False
+    assert fakes.calls("openai") == 2

@@ -152,15 +152,13 @@ class TranscriptCache:
     def get(self, lookup: Lookup, request: TranscriptionRequest, now: float) -> Hit | None:
         try:
             entry = self.backend.get(lookup.cache_id)
-        except Exception:  # a cache that cannot be read is a miss, never a failed request
+            if not entry or float(entry.get("expires_at", 0)) <= now:
+                return None
+            hit = Hit(Transcript.model_validate(entry["transcript"]), str(entry["provider"]), str(entry["model"]))
+        except Exception:  # a cache that cannot be read (or holds a damaged entry) is a miss, never a failure
             logger.exception("transcript cache read failed")
             return None
-        if not entry or float(entry.get("expires_at", 0)) <= now:
-            return None
-        transcript = Transcript.model_validate(entry["transcript"])
-        if not serves(transcript, request):
-            return None
-        return Hit(transcript, entry["provider"], entry["model"])
+        return hit if serves(hit.transcript, request) else None
 
     def put(self, lookup: Lookup, transcript: Transcript, provider: str, model: str, now: float) -> None:
         if not lookup.store:
