@@ -6,6 +6,7 @@ engine and for HTTP providers alike."""
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -33,6 +34,7 @@ MAKERS: dict[str, Callable[[float, float | None], tuple[bytes, str]]] = {
     "webm-opus": lambda s, c: (bombs.opus_silence(s, container="webm", claim=c), "a.webm"),
     "mp3": lambda s, c: (bombs.mp3_silence(s, claim=c), "a.mp3"),
     "m4a": lambda s, c: (bombs.aac_silence(s), "a.m4a"),
+    "mka-flac, every timestamp 0": lambda s, c: (bombs.flac_in_matroska(s), "a.mka"),
 }
 
 
@@ -125,3 +127,24 @@ def test_an_opus_bomb_to_a_provider_is_refused(upstreams: Upstreams, fakes: Upst
         assert time.monotonic() - started < 10
     _assert_too_long(reply.status_code, reply.json())
     assert not fakes.fakes["openai"].requests
+
+
+@pytest.mark.engine
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_the_engine_decodes_a_small_long_file_a_piece_at_a_time(gateway_url: str, stream: bool) -> None:
+    """Sixteen minutes in 4 KB: two of the engine's pieces, transcribed one after the other and
+    stitched; the whole file's duration is reported."""
+    audio = bombs.flac_silence(1000)
+    reply = httpx.post(
+        f"{gateway_url}/v1/audio/transcriptions",
+        data={"model": "local/tiny.en", **({"stream": "true"} if stream else {"response_format": "verbose_json"})},
+        files={"file": ("long.flac", audio, "audio/flac")},
+        timeout=120,
+    )
+    assert reply.status_code == 200, reply.text
+    if stream:
+        done = [json.loads(line[6:]) for line in reply.text.splitlines() if line.startswith("data: {")][-1]
+        assert done["type"] == "transcript.text.done"
+        assert done["usage"]["seconds"] == 1000
+    else:
+        assert reply.json()["duration"] == pytest.approx(1000, abs=0.01)

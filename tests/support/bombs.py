@@ -82,6 +82,25 @@ def flac_silence(seconds: float, *, rate: int = 8_000, claim: float | None = Non
     return bytes(out)
 
 
+def flac_in_matroska(seconds: float, *, rate: int = 8_000) -> bytes:
+    """FLAC frames of silence in Matroska whose every block says it starts at 0 and lasts nothing:
+    the container's timestamps claim no time at all, the frames hold ``seconds``."""
+    buffer = io.BytesIO()
+    with (
+        av.open(io.BytesIO(flac_silence(seconds, rate=rate))) as source,
+        av.open(buffer, "w", format="matroska") as out,
+    ):
+        stream: Any = out.add_stream_from_template(source.streams.audio[0])
+        for packet in source.demux(audio=0):
+            if not packet.size:
+                continue
+            packet.stream = stream
+            packet.pts = packet.dts = 0
+            packet.duration = 0
+            out.mux(packet)
+    return buffer.getvalue()
+
+
 def _encoded(codec: str, container: str, rate: int, seconds: float, options: dict[str, str] | None = None) -> bytes:
     """``seconds`` of silence encoded by PyAV, frame by frame."""
     buffer = io.BytesIO()

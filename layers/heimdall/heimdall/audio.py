@@ -18,7 +18,7 @@ hours of silence (a decompression bomb) behind a header that claims one second.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from heimdall.core.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
@@ -118,8 +118,55 @@ def _opus_samples(packet: bytes) -> int:
     return min(frames * frame, 5760)  # the decoder refuses packets over 120 ms
 
 
+def _flac_samples(packet: bytes) -> int:
+    """A FLAC frame's block size, from its frame header (RFC 9639 §9.1): what the decoder outputs."""
+    if len(packet) < 7:
+        return 0
+    code = packet[2] >> 4
+    if code == 1:
+        return 192
+    if 2 <= code <= 5:
+        return 576 << (code - 2)
+    if code >= 8:
+        return 256 << (code - 8)
+    if code in (6, 7):  # the size follows the frame number, coded like UTF-8
+        at = 4 + (1 if packet[4] < 0x80 else 8 - (~packet[4] & 0xFF).bit_length())
+        return int.from_bytes(packet[at : at + code - 5], "big") + 1
+    return 0
+
+
+def _packet_seconds(codec: Any) -> Callable[[Any], float] | None:
+    """How long a packet of this codec plays, read from the codec's own framing rather than the
+    container's timestamps; None when the codec's framing does not say (the audio is decoded then)."""
+    rate = codec.sample_rate or 0
+    if codec.name == "opus":
+        return lambda packet: _opus_samples(bytes(memoryview(packet)[:2])) / 48_000
+    if not rate:
+        return None
+    if codec.name == "flac":
+        return lambda packet: _flac_samples(bytes(memoryview(packet)[:16])) / rate
+    if codec.frame_size:  # a fixed-size frame: MP3, AAC, AMR, AC-3…
+        seconds: float = codec.frame_size / rate
+        return lambda packet: seconds if packet.size else 0.0
+    return None
+
+
+def _bounded_frames(container: Any, max_seconds: float) -> Iterator[Any]:
+    """Decoded frames, counted: 413 as soon as they run past ``max_seconds``, before the frame that
+    passes it is used; 400 for a sample rate that turns a few samples into hours."""
+    decoded = 0.0
+    for frame in container.decode(audio=0):
+        decoded += frame.samples / frame.sample_rate
+        if decoded > max_seconds:
+            raise too_long(max_seconds)
+        if frame.sample_rate < MIN_SAMPLE_RATE:
+            raise _rate_too_low(frame.sample_rate)
+        yield frame
+
+
 def _counted_seconds(audio: AudioInput, max_seconds: float) -> float:
-    """Demux (no decoding) and add up each packet's length; stops once past ``max_seconds``."""
+    """Add up each packet's length, demuxed but not decoded, or decode when the codec's framing
+    does not tell; stops once past ``max_seconds``."""
     import av
 
     try:
@@ -127,30 +174,22 @@ def _counted_seconds(audio: AudioInput, max_seconds: float) -> float:
             stream = next(iter(container.streams.audio), None)
             if stream is None:
                 raise InvalidRequest("The file has no audio stream.", param="file", code="invalid_audio")
-            codec = stream.codec_context
-            rate = codec.sample_rate or 0
-            time_base = float(stream.time_base or 0)
-            opus = codec.name == "opus"
-            # A fixed-size codec frame (MP3, AAC, AMR…) lasts that long whatever the container's timestamps say.
-            frame_seconds = codec.frame_size / rate if codec.frame_size and rate else 0.0
-            summed = 0.0  # packet by packet
-            first: int | None = None
-            last_end = 0  # and from the first timestamp to the last packet's end (FLAC's parser sets only these)
+            length = _packet_seconds(stream.codec_context)
+            if length is None:
+                decoded: float = sum(
+                    frame.samples / frame.sample_rate for frame in _bounded_frames(container, max_seconds)
+                )
+                return decoded
+            seconds = 0.0
             for packet in container.demux(stream):
-                if opus:
-                    summed += _opus_samples(bytes(packet)) / 48_000
-                else:
-                    summed += max((packet.duration or 0) * time_base, frame_seconds if packet.size else 0.0)
-                if packet.pts is not None:
-                    first = packet.pts if first is None else min(first, packet.pts)
-                    last_end = max(last_end, packet.pts + (packet.duration or 0))
-                seconds = max(summed, (last_end - first) * time_base if first is not None else 0.0)
+                seconds += length(packet)
                 if seconds > max_seconds:
                     raise too_long(max_seconds)
+            rate = stream.codec_context.sample_rate or 0
             if rate and rate < MIN_SAMPLE_RATE:
                 raise _rate_too_low(rate)
-            return max(summed, (last_end - first) * time_base if first is not None else 0.0)
-    except (av.error.FFmpegError, ValueError, OverflowError):
+            return seconds
+    except (av.error.FFmpegError, ValueError, OverflowError, ZeroDivisionError):
         raise _undecodable(audio) from None
 
 
@@ -185,21 +224,15 @@ def decode_pcm(audio: AudioInput, max_seconds: float) -> Iterator[Any]:
     import av
     import numpy as np
 
-    decoded = 0.0
     try:
         with av.open(audio.rewind(), mode="r") as container:
             if not container.streams.audio:
                 raise InvalidRequest("The file has no audio stream.", param="file", code="invalid_audio")
             resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
-            for frame in container.decode(audio=0):
-                decoded += frame.samples / frame.sample_rate
-                if decoded > max_seconds:
-                    raise too_long(max_seconds)
-                if frame.sample_rate < MIN_SAMPLE_RATE:  # a few samples that resample into hours
-                    raise _rate_too_low(frame.sample_rate)
+            for frame in _bounded_frames(container, max_seconds):
                 for out in resampler.resample(frame):
                     yield out.to_ndarray().reshape(-1).astype(np.int16, copy=False)
             for out in resampler.resample(None):
                 yield out.to_ndarray().reshape(-1).astype(np.int16, copy=False)
-    except (av.error.FFmpegError, ValueError):
+    except (av.error.FFmpegError, ValueError, ZeroDivisionError):
         raise _undecodable(audio) from None

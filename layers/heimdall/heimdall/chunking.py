@@ -13,10 +13,10 @@ from __future__ import annotations
 import math
 import struct
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from heimdall.audio import RATE, decode_pcm
 from heimdall.core.errors import InvalidRequest
@@ -59,43 +59,76 @@ def _quietest_cut(pcm: Any, limit: int) -> int:
     return start + quietest * WINDOW + WINDOW // 2
 
 
-def split(audio: AudioInput, max_bytes: int, max_seconds: float) -> Iterator[Piece]:
-    """Yield WAV pieces of at most ``max_bytes`` each, cut at silences, covering the whole file;
-    413 ``audio_too_long`` once the decoded audio passes ``max_seconds``."""
+@dataclass
+class PcmPiece:
+    """A piece of decoded audio: 16 kHz mono int16 samples, and where it starts in the file."""
+
+    pcm: Any
+    offset: float
+
+    @property
+    def seconds(self) -> float:
+        return len(self.pcm) / RATE
+
+
+def pcm_pieces(audio: AudioInput, max_samples: int, max_seconds: float) -> Iterator[PcmPiece]:
+    """The decoded audio in pieces of at most ``max_samples``, cut at the quietest moment near each
+    limit, covering the whole file. Decoding runs one piece ahead at most, so about two pieces of
+    samples are held at once; 413 ``audio_too_long`` once the decoded audio passes ``max_seconds``."""
     import numpy as np
 
-    limit = (max_bytes - WAV_HEADER) // 2  # samples per piece
-    if limit < RATE * 2 * SEARCH_SECONDS:
-        raise InvalidRequest("The provider's size limit is too small to cut this audio into pieces.", param="file")
-    frames: list[Any] = []  # decoded PCM not yet written out; joined only when a piece is cut
+    frames: list[Any] = []  # decoded PCM not yet handed out; joined only when a piece is cut
     buffered = 0
-    emitted = 0  # samples already written out
-
-    def piece(pcm: Any) -> Piece:
-        nonlocal emitted
-        file = tempfile.SpooledTemporaryFile(max_size=1024 * 1024)  # noqa: SIM115 - owned by the Piece
-        file.write(_wav_header(len(pcm)))
-        file.write(pcm.tobytes())
-        file.seek(0)
-        index = emitted / RATE
-        emitted += len(pcm)
-        name = f"{audio.filename.rsplit('.', 1)[0]}.part{int(index):06d}.wav"
-        return Piece(AudioInput(file, name, "audio/wav", WAV_HEADER + len(pcm) * 2), index, len(pcm) / RATE)
-
+    emitted = 0  # samples already handed out
     for frame in decode_pcm(audio, max_seconds):
         frames.append(frame)
         buffered += len(frame)
-        while buffered > limit:
+        while buffered > max_samples:
             buffer = np.concatenate(frames)
-            cut = _quietest_cut(buffer, limit)
-            yield piece(buffer[:cut])
+            frames = []
+            cut = _quietest_cut(buffer, max_samples)
+            yield PcmPiece(buffer[:cut], emitted / RATE)
+            emitted += cut
             frames = [buffer[cut:].copy()]
             buffered = len(frames[0])
     if buffered or not emitted:
-        yield piece(np.concatenate(frames) if frames else np.empty(0, dtype=np.int16))
+        yield PcmPiece(np.concatenate(frames) if frames else np.empty(0, dtype=np.int16), emitted / RATE)
 
 
-def stitch(parts: list[tuple[Piece, Transcript]], total_seconds: float) -> Transcript:
+def split(audio: AudioInput, max_bytes: int, max_seconds: float) -> Iterator[Piece]:
+    """Yield WAV pieces of at most ``max_bytes`` each, cut at silences, covering the whole file;
+    413 ``audio_too_long`` once the decoded audio passes ``max_seconds``."""
+    limit = (max_bytes - WAV_HEADER) // 2  # samples per piece
+    if limit < RATE * 2 * SEARCH_SECONDS:
+        raise InvalidRequest("The provider's size limit is too small to cut this audio into pieces.", param="file")
+    for part in pcm_pieces(audio, limit, max_seconds):
+        file = tempfile.SpooledTemporaryFile(max_size=1024 * 1024)  # noqa: SIM115 - owned by the Piece
+        file.write(_wav_header(len(part.pcm)))
+        file.write(part.pcm.tobytes())
+        file.seek(0)
+        name = f"{audio.filename.rsplit('.', 1)[0]}.part{int(part.offset):06d}.wav"
+        yield Piece(AudioInput(file, name, "audio/wav", WAV_HEADER + len(part.pcm) * 2), part.offset, part.seconds)
+
+
+class Span(Protocol):
+    """Where a piece lies in the file."""
+
+    @property
+    def offset(self) -> float: ...
+
+    @property
+    def seconds(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class PieceSpan:
+    """Where a transcribed piece lay, kept once its samples are let go."""
+
+    offset: float
+    seconds: float
+
+
+def stitch(parts: Sequence[tuple[Span, Transcript]], total_seconds: float) -> Transcript:
     segments: list[Segment] = []
     words: list[Word] = []
     texts: list[str] = []

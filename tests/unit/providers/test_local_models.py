@@ -18,7 +18,7 @@ from tests.support.speech import FILES
 
 
 def _route(model: str, language: str | None) -> tuple[LocalProvider, HeimdallError | None]:
-    provider = LocalProvider()
+    provider = LocalProvider(max_audio_seconds=4 * 3600)
     router = Router(GatewayConfig(), {"local": provider})
     request = TranscriptionRequest(model=model, language=language)
     with FILES["hello"].open("rb") as file:
@@ -42,7 +42,7 @@ def test_models_declare_languages_word_timestamps_and_speed() -> None:
     assert MODELS["base"].languages is None  # any of Whisper's languages, detected when not named
     assert all(m.word_timestamps for m in MODELS.values())
     assert MODELS["tiny.en"].realtime_factor < MODELS["base"].realtime_factor
-    caps = LocalProvider().capabilities("base")
+    caps = LocalProvider(max_audio_seconds=4 * 3600).capabilities("base")
     assert caps.languages is None
     assert caps.word_timestamps
 

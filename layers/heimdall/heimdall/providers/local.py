@@ -36,6 +36,10 @@ from heimdall.providers.upstream import Call
 
 MODEL = DEFAULT
 MAX_FILE_BYTES = 25 * 1024 * 1024
+#: The engine holds the decoded audio two minutes at a time (3.8 MB of 16 kHz PCM; faster-whisper's
+#: features and VAD for it take about 100 MB more, where a 13-minute stretch took 280 MB), decoded by
+#: Heimdall and bounded by the duration limit: a small file that decodes to hours costs no more.
+HELD_SECONDS = 120
 
 
 @dataclass(frozen=True)
@@ -109,8 +113,9 @@ def engine_installed() -> bool:
 class LocalProvider:
     name = "local"
 
-    def __init__(self, options: LocalEngineOptions | None = None) -> None:
+    def __init__(self, options: LocalEngineOptions | None = None, *, max_audio_seconds: float) -> None:
         self.options = options or LocalEngineOptions()
+        self.max_audio_seconds = max_audio_seconds
         self._models: dict[str, Any] = {}
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()
@@ -119,8 +124,8 @@ class LocalProvider:
         return frozenset(MODELS)
 
     def capabilities(self, model: str) -> Capabilities:
-        # faster-whisper holds the whole decoded file (64 KB a second) in memory: longer audio is
-        # cut into pieces first, which keeps a 512 MB Lambda enough for any length.
+        # Files over 25 MB are cut by the router (four pieces in flight); whatever arrives here is
+        # decoded HELD_SECONDS at a time all the same, so a small file that decodes to hours is bounded too.
         spec = MODELS[model]
         return Capabilities(
             word_timestamps=spec.word_timestamps, languages=spec.languages, max_file_bytes=MAX_FILE_BYTES
@@ -152,9 +157,7 @@ class LocalProvider:
                 )
             return self._models[spec.id]
 
-    def _decode(self, model: str, request: TranscriptionRequest, audio: AudioInput) -> tuple[Iterator[Any], Any]:
-        """Start decoding: the audio is read and checked now, the segments come as they are decoded.
-        Call with ``_run_lock`` held, and hold it until the segments are consumed."""
+    def _check_language(self, model: str, request: TranscriptionRequest) -> None:
         spec = MODELS[model]
         if spec.languages is not None and request.language not in (None, *spec.languages):
             raise InvalidRequest(  # the router refuses it first; a direct caller gets the same answer
@@ -163,58 +166,86 @@ class LocalProvider:
                 code="unsupported_language",
                 provider=self.name,
             )
-        whisper = self._whisper(spec)
-        import av  # PyAV comes with faster-whisper; imported only when the engine runs
-        from faster_whisper.audio import decode_audio
 
-        options: dict[str, Any] = {
+    def _options(self, model: str, request: TranscriptionRequest) -> dict[str, Any]:
+        spec = MODELS[model]
+        return {
             **decoding_options(request),
             # English-only weights take no language token; a multilingual model detects one when not told.
             "language": request.language if spec.multilingual else "en",
             "beam_size": self.options.beam_size,
             "initial_prompt": request.prompt,
         }
-        try:
-            samples = decode_audio(audio.rewind())
-            pieces = speech_pieces(samples) if self.options.vad_filter else []
-            if pieces:
-                options["clip_timestamps"] = pieces
-            else:  # no VAD, or no speech found: faster-whisper's own path (which then finds none either)
-                options["vad_filter"] = self.options.vad_filter
-            segments, info = whisper.transcribe(samples, **options)
-        except (av.error.FFmpegError, IndexError) as exc:  # IndexError: no audio stream
-            raise InvalidRequest(
-                f"The file '{audio.filename}' could not be decoded as audio.",
-                param="file",
-                code="invalid_audio",
-                provider=self.name,
-            ) from exc
-        return segments, info
+
+    def _stretches(self, audio: AudioInput) -> Iterator[Any]:
+        """The audio decoded by Heimdall, not by faster-whisper (which decodes a whole file into
+        memory, however long it turns out to be): HELD_SECONDS at most at a time, cut at a quiet
+        moment, and 413 ``audio_too_long`` once the decoded duration passes the gateway's limit."""
+        from heimdall.chunking import pcm_pieces
+
+        return pcm_pieces(audio, HELD_SECONDS * RATE, self.max_audio_seconds)
+
+    def _run(self, whisper: Any, stretch: Any, options: dict[str, Any]) -> tuple[Iterator[Any], Any]:
+        """Start transcribing one stretch; its segments come as they are decoded."""
+        import numpy as np
+
+        samples = stretch.pcm.astype(np.float32) / 32768.0  # what faster-whisper's own decoder produces
+        options = dict(options)
+        pieces = speech_pieces(samples) if self.options.vad_filter else []
+        if pieces:
+            options["clip_timestamps"] = pieces
+        else:  # no VAD, or no speech found: faster-whisper's own path (which then finds none either)
+            options["vad_filter"] = self.options.vad_filter
+        return whisper.transcribe(samples, **options)  # type: ignore[no-any-return]
 
     def transcribe(self, model: str, request: TranscriptionRequest, audio: AudioInput, call: Call) -> Transcript:
+        from heimdall.chunking import PieceSpan, stitch
+
+        self._check_language(model, request)
+        options = self._options(model, request)
+        parts = []
         with self._run_lock:
-            segments, info = self._decode(model, request, audio)
-            decoded = list(segments)
-        return _to_transcript(decoded, info, request.wants_words)
+            whisper = self._whisper(MODELS[model])
+            for stretch in self._stretches(audio):
+                segments, info = self._run(whisper, stretch, options)
+                transcript = _to_transcript(list(segments), info, request.wants_words)
+                parts.append((PieceSpan(stretch.offset, stretch.seconds), transcript))  # not the samples
+        if len(parts) == 1:
+            return parts[0][1]
+        return stitch(parts, parts[-1][0].offset + parts[-1][0].seconds)
 
     def stream(self, model: str, request: TranscriptionRequest, audio: AudioInput, call: Call) -> Iterator[StreamEvent]:
-        """One delta per segment, as each is decoded: the first leaves long before the file is done."""
+        """One delta per segment, as each is decoded: the first leaves long before the file is done.
+        The first stretch is decoded before the stream is returned, so unreadable audio is an HTTP error."""
+        self._check_language(model, request)
+        options = self._options(model, request)
         self._run_lock.acquire()
         try:
-            segments, info = self._decode(model, request, audio)
+            whisper = self._whisper(MODELS[model])
+            stretches = self._stretches(audio)
+            first = next(stretches)
+            segments, _ = self._run(whisper, first, options)
         except BaseException:
             self._run_lock.release()
             raise
-        return self._deltas(segments, info)
+        return self._deltas(whisper, options, first, segments, stretches)
 
-    def _deltas(self, segments: Iterator[Any], info: Any) -> Iterator[StreamEvent]:
+    def _deltas(
+        self, whisper: Any, options: dict[str, Any], stretch: Any, segments: Iterator[Any], stretches: Iterator[Any]
+    ) -> Iterator[StreamEvent]:
         try:
             text = ""
-            for segment in segments:
-                delta = segment.text if text else segment.text.lstrip()
-                text += delta
-                yield TextDelta(delta)
-            yield TextDone(text, Usage(type="duration", seconds=math.ceil(float(info.duration))))
+            while True:
+                for segment in segments:
+                    delta = segment.text if text else segment.text.lstrip()
+                    text += delta
+                    yield TextDelta(delta)
+                following = next(stretches, None)
+                if following is None:
+                    break
+                stretch = following
+                segments, _ = self._run(whisper, stretch, options)
+            yield TextDone(text, Usage(type="duration", seconds=math.ceil(stretch.offset + stretch.seconds)))
         finally:
             self._run_lock.release()
 

@@ -61,7 +61,8 @@ def build_providers(config: GatewayConfig) -> dict[str, Provider]:
                 vad_filter=local.vad_filter,
                 beam_size=local.beam_size,
                 model_dir=local.model_dir,
-            )
+            ),
+            max_audio_seconds=config.client_config.max_audio_seconds,
         )
     for alias, targets in config.deployments.items():
         for index, target in enumerate(targets):
