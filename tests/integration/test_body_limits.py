@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import socket
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,14 +16,12 @@ from heimdall.config import GatewayConfig
 from heimdall.storage import AudioBucket
 from tests.support import multipart as mp
 from tests.support.lambda_events import LambdaContext, http_v2_event, rest_v1_event
+from tests.support.raw_http import address, read_reply, send_until_answered
 from tests.support.servers import serve
 
-CHUNK = 64 * 1024
-UPLOAD_LIMIT = 64 * 1024
 #: What a route may have read when it answers: its limit, one chunk, and what the loopback sockets
 #: buffer on both sides (a few MB at most) — far below what the client is ready to send.
 READ_BOUND = 16 * 1024 * 1024
-SENT_AT_MOST = 256 * 1024 * 1024
 
 
 @pytest.fixture(scope="module")
@@ -36,78 +33,18 @@ def gateway() -> Iterator[str]:
         yield url
 
 
-def _address(url: str) -> tuple[str, int]:
-    host, port = url.removeprefix("http://").split(":")
-    return host, int(port)
-
-
-def _reply(sock: socket.socket) -> tuple[int, dict[str, Any]]:
-    reply = b""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            chunk = sock.recv(65536)
-        except BlockingIOError:
-            time.sleep(0.01)
-            continue
-        if not chunk:
-            break
-        reply += chunk
-        head, _, body = reply.partition(b"\r\n\r\n")
-        if body.rstrip().endswith(b"}"):
-            return int(head.split()[1]), json.loads(body)
-    raise AssertionError(f"no complete reply: {reply[:300]!r}")
-
-
-def _answered(sock: socket.socket) -> bool:
-    try:
-        return bool(sock.recv(1, socket.MSG_PEEK))
-    except BlockingIOError:
-        return False
-
-
-def _send_until_answered(url: str, path: str, content_type: str, first: bytes) -> tuple[int, dict[str, Any], int]:
-    """Stream a chunked body that never ends (up to SENT_AT_MOST) until the gateway answers;
-    returns the status, the envelope, and how many body bytes had been sent by then."""
-    host, port = _address(url)
-    with socket.create_connection((host, port), timeout=10) as sock:
-        sock.sendall(
-            f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\n"
-            "Transfer-Encoding: chunked\r\n\r\n".encode()
-        )
-        sock.setblocking(False)
-        frame = f"{CHUNK:x}\r\n".encode() + b"x" * CHUNK + b"\r\n"
-        sent, pending = 0, f"{len(first):x}\r\n".encode() + first + b"\r\n"
-        while sent < SENT_AT_MOST:
-            pending = pending or frame
-            try:
-                written = sock.send(pending)
-            except BlockingIOError:  # the gateway stopped reading: its answer is (or will be) there
-                if _answered(sock):
-                    break
-                time.sleep(0.005)
-                continue
-            except (BrokenPipeError, ConnectionResetError):
-                break
-            pending, sent = pending[written:], sent + written
-        sock.setblocking(True)
-        status, envelope = _reply(sock)
-    return status, envelope, sent
-
-
 def test_upload_request_over_its_limit_is_refused_while_reading(gateway: str) -> None:
     """POST /v1/uploads carries parameters (64 KB at most): an endless JSON body gets its 413 after
     a bounded read, not after the client gave up."""
-    status, envelope, sent = _send_until_answered(gateway, "/v1/uploads", "application/json", b'{"filename": "')
+    status, envelope, sent = send_until_answered(gateway, "/v1/uploads", "application/json", b'{"filename": "')
     assert status == 413, envelope
     assert envelope["error"]["code"] == "request_too_large"
     assert sent < READ_BOUND
 
 
 def test_transcription_body_over_its_limit_is_refused_while_reading(gateway: str) -> None:
-    head = mp.field("model", "whisper-1") + f"--{mp.BOUNDARY}\r\n".encode()
-    head += b'Content-Disposition: form-data; name="file"; filename="a.wav"\r\nContent-Type: audio/wav\r\n\r\n'
-    status, envelope, sent = _send_until_answered(gateway, "/v1/audio/transcriptions", mp.CONTENT_TYPE, head)
+    head = mp.field("model", "whisper-1") + mp.file_part(b"")[:-2]  # the file part, open
+    status, envelope, sent = send_until_answered(gateway, "/v1/audio/transcriptions", mp.CONTENT_TYPE, head)
     assert status == 413, envelope
     assert envelope["error"]["code"] == "request_too_large"
     assert 25 * 1024 * 1024 < sent < 25 * 1024 * 1024 + READ_BOUND
@@ -116,14 +53,14 @@ def test_transcription_body_over_its_limit_is_refused_while_reading(gateway: str
 @pytest.mark.parametrize("path", ["/v1/uploads", "/v1/audio/transcriptions"])
 def test_declared_length_over_the_limit_is_refused_before_the_body(gateway: str, path: str) -> None:
     """A client announcing 2 GB gets its 413 having sent only the headers."""
-    host, port = _address(gateway)
+    host, port = address(gateway)
     content_type = "application/json" if path == "/v1/uploads" else mp.CONTENT_TYPE
     with socket.create_connection((host, port), timeout=10) as sock:
         sock.sendall(
             f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\n"
             f"Content-Length: {2 * 1024**3}\r\n\r\n".encode()
         )
-        status, envelope = _reply(sock)
+        status, envelope = read_reply(sock)
     assert status == 413
     assert envelope["error"]["code"] == "request_too_large"
 

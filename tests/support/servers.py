@@ -29,10 +29,11 @@ def wait_until(predicate: Any, *, timeout: float = 30.0, interval: float = 0.02,
 
 
 @contextmanager
-def serve(app: Any) -> Iterator[str]:
-    """Yield the base URL of ``app`` served by uvicorn on 127.0.0.1."""
+def serve(app: Any, **options: Any) -> Iterator[str]:
+    """Yield the base URL of ``app`` served by uvicorn on 127.0.0.1 (``options``: uvicorn.Config's)."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", **options)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:

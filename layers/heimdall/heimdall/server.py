@@ -116,7 +116,12 @@ def serve() -> None:
             if self.started:
                 print(announcement, flush=True)
 
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    from heimdall.http_guard import BACKLOG, GuardedH11Protocol
+
+    # Slow or idle clients are cut off, and open connections capped (heimdall/http_guard.py).
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", access_log=False, http=GuardedH11Protocol, backlog=BACKLOG
+    )
     AnnouncingServer(config).run()
 
 

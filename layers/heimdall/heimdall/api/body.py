@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
-from heimdall.core.errors import PayloadTooLarge
+from heimdall.core.errors import InvalidRequest, PayloadTooLarge
 
 
 def _too_large(limit: int, what: str) -> PayloadTooLarge:
@@ -25,11 +25,14 @@ async def limited_stream(request: Request, limit: int, what: str = "request body
     if declared and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit, what)
     received = 0
-    async for chunk in request.stream():
-        received += len(chunk)
-        if received > limit:
-            raise _too_large(limit, what)
-        yield chunk
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > limit:
+                raise _too_large(limit, what)
+            yield chunk
+    except ClientDisconnect:  # gone, or cut off by the server for stalling: nobody reads the answer
+        raise InvalidRequest(f"The {what} ended before it was complete.", code="incomplete_body") from None
 
 
 async def read_body(request: Request, limit: int, what: str = "request body") -> bytes:
