@@ -186,3 +186,49 @@ def _through_lambda(flac_bomb: bytes, wav: bytes) -> dict[str, Any]:
     labels = {"bomb.flac": "Lambda handler: FLAC bomb → local/tiny.en",
               "max.wav": "Lambda handler: 4.4 MB WAV (6 MB event) → local/tiny.en"}  # fmt: skip
     return {f"{labels[name]}: {key}": value for name, result in measured.items() for key, value in result.items()}
+
+
+SLOW_SCRIPT = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+from heimdall.server import main
+main()
+"""
+
+
+def slow_clients(stalled: int = 1100, probes: int = 20) -> dict[str, Any]:
+    """``python -m heimdall`` with at most 1,024 open files and 1,100 connections stalled mid-headers,
+    mid-body or before their first byte: how long /health takes meanwhile."""
+    import socket
+
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "HEIMDALL_CONFIG"} | {"PORT": str(port)}
+    process = subprocess.Popen([sys.executable, "-c", SLOW_SCRIPT], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    sockets: list[socket.socket] = []
+    try:
+        _wait_healthy(f"{url}/health", process)
+        heads = [b"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nContent-Ty",
+                 b"POST /v1/uploads HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 60000\r\n\r\n{", b""]  # fmt: skip
+        for index in range(stalled):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            sock.sendall(heads[index % 3])
+            sockets.append(sock)
+        timings = []
+        for _ in range(probes):
+            started = time.perf_counter()
+            assert httpx.get(f"{url}/health", timeout=30).status_code == 200
+            timings.append((time.perf_counter() - started) * 1000)
+    finally:
+        for sock in sockets:
+            sock.close()
+        process.terminate()
+        process.wait(timeout=30)
+    ordered = sorted(timings)
+    return {
+        "stalled connections": stalled,
+        "/health ms (median)": round(ordered[len(ordered) // 2], 1),
+        "/health ms (max)": round(ordered[-1], 1),
+        "probes": probes,
+    }

@@ -528,9 +528,17 @@ def hostile_input() -> dict[str, Any]:
     return measure()
 
 
+def slow_clients() -> dict[str, Any]:
+    """/health latency while 1,100 connections stall, with 1,024 open files (benchmarks/hostile.py)."""
+    from benchmarks.hostile import slow_clients as measure
+
+    return measure()
+
+
 ALL: dict[str, Callable[[], dict[str, Any]]] = {
     "model_load": model_load,
     "hostile_input": hostile_input,
+    "slow_clients": slow_clients,
     "ingest_memory": ingest_memory,
     "first_delta": first_delta,
     "overhead": overhead,
