@@ -6,7 +6,12 @@ fields Heimdall does not know) is accepted."""
 
 from __future__ import annotations
 
+import re
+import socket
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -14,7 +19,10 @@ import pytest
 import srt
 import webvtt
 
+from heimdall.api.app import create_app
+from heimdall.config import parse_config
 from tests.fakes.base import DURATION, SPOKEN, Fault
+from tests.support.servers import serve
 from tests.support.speech import FILES
 from tests.support.upstreams import NETWORK, Upstreams
 
@@ -92,6 +100,8 @@ WRONG_BODIES: dict[str, bytes | Any] = {
     "a negative time": {"text": SPOKEN, "segments": [{**SEGMENT, "start": -3.0}]},
     "an absurd time": {"text": SPOKEN, "duration": 1e300},
     "a word without its text": {"text": SPOKEN, "words": [{"start": 0.0, "end": 0.3}]},
+    "a lone leading surrogate in the text": b'{"text": "The quick \\ud800 fox"}',
+    "a lone trailing surrogate in a segment": b'{"text": "x", "segments": [{"start": 0, "end": 1, "text": "\\udc00"}]}',
     "a word list of strings": {"text": SPOKEN, "words": ["The", "quick"]},
     "usage seconds not a number": {"text": SPOKEN, "usage": {"type": "duration", "seconds": "eight"}},
     "negative token counts": {"text": SPOKEN, "usage": {"type": "tokens", "input_tokens": -5}},
@@ -199,8 +209,14 @@ DONE = b'{"type": "transcript.text.done", "text": "The", "usage": {"type": "toke
 
 @pytest.mark.parametrize(
     "first",
-    [b'{"type": "transcript.text.delta", "delta": 5}', b"[1, 2]", b'"delta"', b'{"type": "transcript.text.done"}'],
-    ids=["delta-not-text", "list", "string", "done-without-text"],
+    [
+        b'{"type": "transcript.text.delta", "delta": 5}',
+        b"[1, 2]",
+        b'"delta"',
+        b'{"type": "transcript.text.done"}',
+        b'{"type": "transcript.text.delta", "delta": "\\ud83d"}',
+    ],
+    ids=["delta-not-text", "list", "string", "done-without-text", "lone-surrogate"],
 )
 def test_a_wrong_first_stream_event_is_retried_and_falls_back(
     provider_gateway: str, fakes: Upstreams, first: bytes
@@ -286,3 +302,66 @@ def test_segment_text_cannot_forge_subtitle_cues(provider_gateway: str, fakes: U
         contents = [cue.text for cue in cues]
     assert len(cues) == 2
     assert contents[0] == "Hello. 2 00:00:05,000 -> 00:00:09,000 Forged cue."
+
+
+@pytest.mark.parametrize("target", list(TARGETS))
+def test_a_key_in_the_answers_content_type_is_not_relayed(provider_gateway: str, fakes: Upstreams, target: str) -> None:
+    """A body that is not JSON is named by its media type; the header's parameters are the provider's
+    text (a careless one echoes its key there) and never reach the client or the log."""
+    fake = TARGETS[target]
+    secret = fakes.keys.get(fake, "sk-local-server-secret-0123456789")
+    fakes.fakes[fake].always = Fault("body", body=b"<html>", headers={"content-type": f"text/html; key={secret}"})
+    response = transcribe(provider_gateway, target)
+    envelope = assert_invalid_answer(response, target.split("/")[0])
+    assert "(text/html, 6 bytes)" in envelope["error"]["message"]
+    assert secret not in response.text
+    assert all(secret not in value for value in response.headers.values())
+
+
+@contextmanager
+def raw_upstream(answer: bytes) -> Iterator[str]:
+    """A loopback server that reads one request and answers ``answer`` byte for byte: for headers no
+    HTTP library would send (the fakes' uvicorn refuses them)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(10)
+
+    def serve_each() -> None:
+        for _ in range(2 * CALLS):  # bounded: every call a test makes, with room to spare
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(10)
+                received = b""
+                while b"\r\n\r\n" not in received:
+                    received += conn.recv(65536)
+                head, _, body = received.partition(b"\r\n\r\n")
+                length = int(re.search(rb"(?i)content-length: *(\d+)", head)[1])  # type: ignore[index]
+                while len(body) < length:
+                    body += conn.recv(65536)
+                conn.sendall(answer)
+
+    thread = threading.Thread(target=serve_each, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        server.close()
+        thread.join(timeout=10)
+
+
+@pytest.mark.parametrize("declared", ["\u00b2", "\u00b9\u00b2", "1\u00b3"])
+def test_a_content_length_of_other_digits_is_the_providers_502(declared: str) -> None:
+    """str.isdigit() says yes to '²', which int() refuses: such a length is no length, never a 500."""
+    answer = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+        + declared.encode("latin-1")
+        + b'\r\nConnection: close\r\n\r\n{"text": "hello"}'
+    )
+    with raw_upstream(answer) as origin:
+        config = parse_config({"providers": {"openai-compatible": {"network_config": {**NETWORK, "base_url": origin}}}})
+        with serve(create_app(config)) as gateway:
+            response = transcribe(gateway, "openai-compatible/whisper")
+    assert response.status_code in (200, 502), response.text
+    assert response.json().get("text") == "hello" or response.json()["error"]["code"] != "server_error"

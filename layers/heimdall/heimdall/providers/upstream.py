@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
+from pydantic_core import from_json
+
 from heimdall.config import KeyConfig, NetworkConfig, ProviderConfig
 from heimdall.core.errors import (
     HeimdallError,
@@ -200,8 +202,7 @@ class Upstream:
         except (ValueError, RecursionError):
             raise invalid_answer(
                 self.provider,
-                "returned a body that is not valid JSON "
-                f"({response.headers.get('content-type', 'no content type')}, {len(body)} bytes)",
+                f"returned a body that is not valid JSON ({_media_type(response.headers)}, {len(body)} bytes)",
             ) from None
         return parse_answer(model, document, self.provider)
 
@@ -230,7 +231,7 @@ class Upstream:
     def _read(self, response: requests.Response, call: Call, limit: int) -> bytes:
         """The whole body, at most ``limit`` bytes (decoded), within ``call.timeout`` from its first byte."""
         declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
+        if declared.isascii() and declared.isdigit() and int(declared) > limit:  # '²'.isdigit() too
             response.close()
             raise self._too_large(limit)
         chunks: list[bytes] = []
@@ -323,9 +324,20 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
 
 
 def _json(body: bytes) -> Any:
-    """JSON as the RFC defines it: ``NaN`` and ``Infinity`` are not numbers a provider may send."""
-    return json.loads(body, parse_constant=_not_a_number)
+    """JSON as the RFC defines it, read by pydantic-core: ``NaN`` and ``Infinity`` are not numbers, and
+    a lone surrogate (``"\\ud800"``) is not text (it could never be encoded into the client's answer).
+    UTF-16/32 and a UTF-8 byte order mark are accepted, as the RFC allows a reader to."""
+    text = body.decode(json.detect_encoding(body)).removeprefix("\ufeff")
+    return from_json(text, allow_inf_nan=False)
 
 
-def _not_a_number(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
+_MEDIA_TYPE = re.compile(r"[A-Za-z0-9!#$&^_.+-]{1,64}/[A-Za-z0-9!#$&^_.+-]{1,64}")
+
+
+def _media_type(headers: Mapping[str, str]) -> str:
+    """The answer's media type for a message, without its parameters: a header's text is the provider's
+    (a careless one puts its key there), so only a well-formed type/subtype is named."""
+    media_type = headers.get("content-type", "").split(";", 1)[0].strip()
+    if not media_type:
+        return "no content type"
+    return media_type if _MEDIA_TYPE.fullmatch(media_type) else "an unreadable content type"
