@@ -365,3 +365,23 @@ def test_a_content_length_of_other_digits_is_the_providers_502(declared: str) ->
             response = transcribe(gateway, "openai-compatible/whisper")
     assert response.status_code in (200, 502), response.text
     assert response.json().get("text") == "hello" or response.json()["error"]["code"] != "server_error"
+
+
+@pytest.mark.parametrize("where", ["finishReason", "blockReason"])
+def test_a_geminis_reason_is_relayed_only_as_the_reference_spells_one(
+    provider_gateway: str, fakes: Upstreams, where: str
+) -> None:
+    """Gemini says why there is no transcript with an enum value; any other text in its place is the
+    upstream's own (here its key) and stays out of the message."""
+    secret = fakes.keys["gemini"]
+    for reason, relayed in (("SAFETY", True), (f"see {secret}", False)):
+        answer = (
+            {"candidates": [{"finishReason": reason, "index": 0}]}
+            if where == "finishReason"
+            else {"candidates": [], "promptFeedback": {"blockReason": reason}}
+        )
+        fakes.fakes["gemini"].always = Fault("body", body=answer)
+        response = transcribe(provider_gateway, "gemini/gemini-2.5-flash")
+        envelope = assert_invalid_answer(response, "gemini")
+        assert ("SAFETY" in envelope["error"]["message"]) is relayed
+        assert secret not in response.text

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import mimetypes
+import re
 from collections.abc import Iterator
 
 from pydantic import ConfigDict, Field
@@ -59,6 +60,9 @@ def streamed_body(request: TranscriptionRequest, audio: AudioInput, mime_type: s
     if request.temperature is not None:
         tail += ',"generationConfig":' + json.dumps({"temperature": request.temperature})
     yield (tail + "}").encode()
+
+
+_ENUM_VALUE = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 
 
 class GeminiWire(WireModel):
@@ -122,12 +126,18 @@ class GeminiAnswer(GeminiWire):
         if content is None:
             why = ""
             if self.prompt_feedback and self.prompt_feedback.block_reason:
-                why = f" (blocked: {self.prompt_feedback.block_reason})"
+                why = f" (blocked: {_enum_value(self.prompt_feedback.block_reason)})"
             elif self.candidates and self.candidates[0].finish_reason:
-                why = f" (finish reason: {self.candidates[0].finish_reason})"
+                why = f" (finish reason: {_enum_value(self.candidates[0].finish_reason)})"
             raise invalid_answer("gemini", f"returned no transcript{why}")
         text = "".join(part.text or "" for part in content.parts if not part.thought)
         return Transcript(text=text.strip(), usage=self.usage_metadata.canonical() if self.usage_metadata else None)
+
+
+def _enum_value(text: str) -> str:
+    """A reason as the reference's enums spell it (``SAFETY``, ``MAX_TOKENS``); any other text is the
+    provider's own and is not relayed (a careless or hostile upstream could put its key there)."""
+    return text if _ENUM_VALUE.fullmatch(text) else "not one the reference names"
 
 
 class GeminiProvider(HttpProvider):
