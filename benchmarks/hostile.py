@@ -71,7 +71,6 @@ def _gateway() -> Iterator[tuple[str, int]]:
         config.write_text(json.dumps({
             "providers": {"openai": {"keys": [{"value": KEY}], "network_config": {
                 "base_url": f"http://127.0.0.1:{fake_port}", "max_retries": 0}}},
-            "client_config": {"stage_above_mb": 1024},  # the bucket below is never reached
         }))  # fmt: skip
         env = {**os.environ, "PORT": str(port), "HEIMDALL_CONFIG": str(config),
                "HEIMDALL_AUDIO_BUCKET": "bench-never-reached", "POWERTOOLS_LOG_LEVEL": "WARNING"}  # fmt: skip

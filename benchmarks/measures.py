@@ -382,7 +382,7 @@ def ingest_memory(megabytes: int = 200) -> dict[str, Any]:
         env = {**os.environ, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto_port}", "AWS_ACCESS_KEY_ID": "testing",
                "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
                "HEIMDALL_CONFIG": str(config), "HEIMDALL_AUDIO_BUCKET": "bench-audio",
-               "HEIMDALL_IDEMPOTENCY_TABLE": "bench-idempotency", "POWERTOOLS_LOG_LEVEL": "WARNING"}  # fmt: skip
+               "HEIMDALL_JOB_TABLE": "bench-jobs", "POWERTOOLS_LOG_LEVEL": "WARNING"}  # fmt: skip
         try:
             moto_server = [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(moto_port)]
             processes.append(subprocess.Popen(moto_server, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
@@ -396,9 +396,9 @@ def ingest_memory(megabytes: int = 200) -> dict[str, Any]:
             s3 = session.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"])
             s3.create_bucket(Bucket="bench-audio")
             session.client("dynamodb", endpoint_url=env["AWS_ENDPOINT_URL"]).create_table(
-                TableName="bench-idempotency",
-                KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-                AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                TableName="bench-jobs",
+                KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"}],
                 BillingMode="PAY_PER_REQUEST",
             )
             audio_key = "incoming/bench/recording.wav"
@@ -409,7 +409,8 @@ def ingest_memory(megabytes: int = 200) -> dict[str, Any]:
             head = s3.head_object(Bucket="bench-audio", Key=audio_key)
             event = {"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "s3": {
                 "bucket": {"name": "bench-audio", "arn": "arn:aws:s3:::bench-audio"},
-                "object": {"key": audio_key, "size": size, "eTag": head["ETag"].strip('"')}}}]}  # fmt: skip
+                "object": {"key": audio_key, "size": size, "eTag": head["ETag"].strip('"'),
+                           "sequencer": "0A1B2C3D4E5F678901"}}}]}  # fmt: skip
             run = subprocess.run([sys.executable, "-c", INGEST_SCRIPT], cwd=ROOT, env=env, input=json.dumps(event),
                                  capture_output=True, text=True, check=True, timeout=1200)  # fmt: skip
             result = json.loads(run.stdout.strip().splitlines()[-1])
@@ -535,7 +536,53 @@ def slow_clients() -> dict[str, Any]:
     return measure()
 
 
+def job_after_death() -> dict[str, Any]:
+    """How long a job stays ``running`` once its runner dies, with the deployed lease (30 s): the
+    ingest handler (its own process, moto's server, a fake OpenAI whose answer never comes) is
+    SIGKILLed just after a heartbeat, on its last attempt, and Lambda's on-failure destination (its
+    own process too) is invoked at once; measured until the job reads ``failed``, and until a
+    redelivery could have taken the job over (its lease lapsed)."""
+    import json
+    import tempfile
+    import uuid
+
+    sys.path.insert(0, str(ROOT))
+    from heimdall.job_table import JobTable
+    from heimdall.jobs import LEASE_SECONDS, job_of
+    from tests.fakes.base import Fault
+    from tests.support.jobs import TABLE, failure_event, finish, job_stack, put, s3_event, start_handler
+    from tests.support.servers import wait_until
+    from tests.support.upstreams import running_upstreams
+
+    with job_stack() as aws, running_upstreams() as upstreams, tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "config.json"
+        config.write_text(json.dumps({"providers": {"openai": {"keys": [{"value": upstreams.keys["openai"]}],
+            "network_config": {"base_url": upstreams.urls["openai"], "max_retries": 0,
+                               "default_request_timeout_in_seconds": 600}}},
+            "client_config": {"default_model": "openai/whisper-1"}}))  # fmt: skip
+        env = {**aws, "HEIMDALL_CONFIG": str(config), "POWERTOOLS_LOG_LEVEL": "WARNING"}
+        upstreams.fakes["openai"].fail_next(Fault("timeout", seconds=600))
+        key = f"incoming/{uuid.uuid4().hex}/meeting.flac"
+        event = s3_event(put(key, (AUDIO / "fox.flac").read_bytes()))
+        table, job_id = JobTable(TABLE), job_of(key)[0]
+        runner = start_handler(event, env=env)
+        wait_until(lambda: len(upstreams.fakes["openai"].requests) == 1, timeout=120, what="the provider call")
+        beat = (table.get(job_id) or {})["lease_until"]
+        wait_until(lambda: (table.get(job_id) or {})["lease_until"] > beat, timeout=60, what="a heartbeat")
+        runner.kill()
+        runner.wait()
+        killed = time.monotonic()
+        (marked,) = finish(start_handler(failure_event(event), handler="failure", env=env), timeout=300)["jobs"]
+        failed_after = time.monotonic() - killed
+    return {
+        "lease s": LEASE_SECONDS,
+        "job status": marked["status"],
+        "running after SIGKILL, to failed s": round(failed_after, 1),
+    }
+
+
 ALL: dict[str, Callable[[], dict[str, Any]]] = {
+    "job_after_death": job_after_death,
     "model_load": model_load,
     "hostile_input": hostile_input,
     "slow_clients": slow_clients,

@@ -58,10 +58,11 @@ class Recorded:
 @dataclass(frozen=True)
 class Fault:
     """``status``: an error status with ``body`` (or the provider's own error body); ``timeout``,
-    ``reset``, ``truncated``, ``html``, ``midstream``: a broken answer; ``drip``: a 200 whose body
-    trickles in; ``shape``: a 200 with valid JSON of the wrong shape (the fake's ``wrong_shape``);
-    ``body``: a 200 with ``body`` as it is (bytes, a list of byte chunks sent without a length, or
-    JSON); ``events``: a 200 event stream of ``body`` (a list of raw ``data:`` payloads)."""
+    ``reset``, ``truncated``, ``html``, ``midstream``: a broken answer; ``slow``: the right answer,
+    ``seconds`` late; ``drip``: a 200 whose body trickles in; ``shape``: a 200 with valid JSON of the
+    wrong shape (the fake's ``wrong_shape``); ``body``: a 200 with ``body`` as it is (bytes, a list of
+    byte chunks sent without a length, or JSON); ``events``: a 200 event stream of ``body`` (a list of
+    raw ``data:`` payloads)."""
 
     kind: str
     status: int = 500
@@ -118,6 +119,9 @@ class FakeUpstream:
         recorded = await self.record(request)
         self.requests.append(recorded)
         fault = self.faults.popleft() if self.faults else self.always
+        if fault is not None and fault.kind == "slow":  # a right answer, late
+            await asyncio.sleep(fault.seconds)
+            fault = None
         if fault is not None:
             await self.apply(fault, scope, receive, send)
             return

@@ -15,6 +15,7 @@ FIELDS = {
     "chunking_strategy", "stream",
 }  # fmt: skip
 FORMATS = {"json", "text", "srt", "verbose_json", "vtt"}
+MAX_FILE_BYTES = 25 * 1024 * 1024  # "File uploads are currently limited to 25 MB"
 
 
 def invalid(message: str, param: str | None, code: str | None = None) -> Rejection:
@@ -43,6 +44,9 @@ class OpenAIFake(FakeUpstream):
     def check_form(self, recorded: Recorded) -> None:
         if recorded.file is None or recorded.file["field"] != "file" or not recorded.file["filename"]:
             raise invalid("You must provide a file with a filename.", "file")
+        if recorded.file["size"] > MAX_FILE_BYTES:
+            message = f"Maximum content size limit ({MAX_FILE_BYTES}) exceeded ({recorded.file['size']} bytes read)"
+            raise Rejection(413, {"error": {"message": message, "type": "server_error", "param": None, "code": None}})
         for name, _ in recorded.fields:
             if name not in FIELDS:
                 raise invalid(f"Unrecognized request argument supplied: {name}", name)

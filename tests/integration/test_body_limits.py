@@ -13,6 +13,7 @@ import pytest
 
 from heimdall.api.app import create_app
 from heimdall.config import GatewayConfig
+from heimdall.job_table import JobTable
 from heimdall.storage import AudioBucket
 from tests.support import multipart as mp
 from tests.support.lambda_events import LambdaContext, http_v2_event, rest_v1_event
@@ -26,9 +27,9 @@ READ_BOUND = 16 * 1024 * 1024
 
 @pytest.fixture(scope="module")
 def gateway() -> Iterator[str]:
-    """A gateway with an audio bucket that is never reached: every body here is refused first."""
+    """A gateway with an audio bucket and job table that are never reached: every body here is refused first."""
     app = create_app(GatewayConfig())
-    app.state.bucket = AudioBucket("never-reached")
+    app.state.bucket, app.state.job_table = AudioBucket("never-reached"), JobTable("never-reached")
     with serve(app) as url:
         yield url
 
@@ -76,7 +77,7 @@ def lambda_gateway() -> Any:
     from heimdall.api.lambda_adapter import lambda_handler
 
     app = create_app(GatewayConfig())
-    app.state.bucket = AudioBucket("never-reached")
+    app.state.bucket, app.state.job_table = AudioBucket("never-reached"), JobTable("never-reached")
     return lambda_handler(app)
 
 

@@ -4,7 +4,6 @@ job's status and transcript through the API — exactly once, nothing lost."""
 
 from __future__ import annotations
 
-import copy
 import itertools
 import json
 import os
@@ -13,7 +12,6 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote_plus
 
 import boto3
 import httpx
@@ -24,44 +22,19 @@ import srt
 from heimdall.api.app import create_app
 from heimdall.config import GatewayConfig, load_config, parse_config
 from tests.fakes.base import Fault
-from tests.support.aws import moto_endpoint
-from tests.support.lambda_events import EVENTS, LambdaContext
+from tests.support.jobs import BUCKET, job_stack, s3_event
+from tests.support.lambda_events import LambdaContext
 from tests.support.servers import serve, wait_until
 from tests.support.speech import FILES, wer
 from tests.support.upstreams import Upstreams
 
-BUCKET = "heimdall-audio-test"
-TABLE = "heimdall-idempotency-test"
 FILENAME = "team sync + notes.wav"
 
 
 @pytest.fixture(scope="module")
 def aws() -> Iterator[dict[str, str]]:
-    with moto_endpoint():
-        boto3.client("s3").create_bucket(Bucket=BUCKET)
-        boto3.client("dynamodb").create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        queue = boto3.client("sqs").create_queue(QueueName="heimdall-dlq-test")["QueueUrl"]
-        env = {"HEIMDALL_AUDIO_BUCKET": BUCKET, "HEIMDALL_IDEMPOTENCY_TABLE": TABLE, "HEIMDALL_DLQ_URL": queue}
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        try:
-            yield env
-        finally:
-            for k, v in saved.items():
-                os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
-
-
-def s3_event(key: str, size: int, etag: str) -> dict[str, Any]:
-    event = copy.deepcopy(json.loads((EVENTS / "s3-put-incoming.json").read_text()))
-    record = event["Records"][0]["s3"]
-    record["bucket"].update(name=BUCKET, arn=f"arn:aws:s3:::{BUCKET}")
-    record["object"].update(key=quote_plus(key, safe="/"), size=size, eTag=etag)
-    return event
+    with job_stack() as env:
+        yield env
 
 
 def upload(gateway: str, audio: bytes, **parameters: Any) -> tuple[str, str]:
@@ -77,7 +50,8 @@ def upload(gateway: str, audio: bytes, **parameters: Any) -> tuple[str, str]:
 def deliver(handler: Any, key: str) -> dict[str, Any]:
     head = boto3.client("s3").head_object(Bucket=BUCKET, Key=key)
     context = LambdaContext(function_name="heimdall-IngestFunction", remaining_ms=900_000)  # the ingest timeout
-    result: dict[str, Any] = handler(s3_event(key, head["ContentLength"], head["ETag"].strip('"')), context)
+    event = s3_event((key, head["ContentLength"], head["ETag"].strip('"'), "0A1B2C3D4E5F678901"))
+    result: dict[str, Any] = handler(event, context)
     return result
 
 
@@ -120,8 +94,11 @@ def test_upload_event_transcribe_and_fetch_srt(aws: dict[str, str]) -> None:
         assert wer("hello", verbose["text"]) <= 0.35
         assert verbose["extra_fields"]["provider"] == "local"
     s3 = boto3.client("s3")
-    assert s3.get_object(Bucket=BUCKET, Key=f"transcripts/{job_id}.srt")["Body"].read().decode() == srt_text
-    assert s3.head_object(Bucket=BUCKET, Key=key)["ContentLength"] == len(audio)  # the upload stays
+    head = s3.head_object(Bucket=BUCKET, Key=key)
+    assert head["ContentLength"] == len(audio)  # the upload stays
+    etag = head["ETag"].strip('"')
+    assert status["object"] == {"etag": etag, "size": len(audio)}  # which upload was transcribed
+    assert s3.get_object(Bucket=BUCKET, Key=f"transcripts/{job_id}/{etag}.srt")["Body"].read().decode() == srt_text
 
 
 @pytest.fixture
@@ -136,13 +113,14 @@ def fake_config(tmp_path: Path, upstreams: Upstreams, fakes: Upstreams) -> Path:
 def test_a_duplicated_event_transcribes_once(aws: dict[str, str], fake_config: Path, fakes: Upstreams) -> None:
     handler = ingest_with(fake_config)
     with serve(create_app(load_config(str(fake_config)))) as gateway:
-        job_id, key = upload(gateway, FILES["fox"].read_bytes(), model="openai/whisper-1")
-    first = deliver(handler, key)
-    transcript = boto3.client("s3").head_object(Bucket=BUCKET, Key=f"transcripts/{job_id}.json")
-    second = deliver(handler, key)
+        _, key = upload(gateway, FILES["fox"].read_bytes(), model="openai/whisper-1")
+    (first,) = deliver(handler, key)["jobs"]
+    transcript = boto3.client("s3").head_object(Bucket=BUCKET, Key=first["transcript_key"])
+    (second,) = deliver(handler, key)["jobs"]
+    assert second.pop("delivery") == "done"
     assert first == second
     assert fakes.calls("openai") == 1
-    again = boto3.client("s3").head_object(Bucket=BUCKET, Key=f"transcripts/{job_id}.json")
+    again = boto3.client("s3").head_object(Bucket=BUCKET, Key=first["transcript_key"])
     assert again["ETag"] == transcript["ETag"]
     assert again["LastModified"] == transcript["LastModified"]
 
@@ -286,34 +264,32 @@ def test_cli_sends_large_files_through_an_upload_and_waits_for_the_job(aws: dict
     assert b"upload: done (4.8 MB)" in err
 
 
-@pytest.mark.parametrize(
-    ("target", "fake", "response_format"),
-    [
-        ("azure/whisper-1", "azure", "srt"),
-        ("deepgram/nova-3", "deepgram", "vtt"),
-        ("gemini/gemini-2.5-flash", "gemini", "json"),
-    ],
-)
-def test_large_synchronous_uploads_are_staged_and_retries_reread_them(
-    aws: dict[str, str], upstreams: Upstreams, fakes: Upstreams, target: str, fake: str, response_format: str
-) -> None:
-    import hashlib
+def test_a_job_whose_upload_never_came_reads_failed_once_it_no_longer_could(aws: dict[str, str]) -> None:
+    from heimdall.job_table import JobTable
+    from heimdall.jobs import new_job_id
 
-    audio = FILES["fox"].read_bytes()
-    config = upstreams.config(client_config={"stage_above_mb": 0.05})
-    fakes.fakes[fake].fail_next(Fault("status", 503))
-    with serve(create_app(config)) as gateway:
-        response = httpx.post(
-            f"{gateway}/v1/audio/transcriptions",
-            files={"file": ("fox.flac", audio, "audio/flac")},
-            data={"model": target, "response_format": response_format},
-            timeout=30,
-        )
-    assert response.status_code == 200, response.text
-    request_id = response.headers["x-request-id"]
-    staged = boto3.client("s3").get_object(Bucket=BUCKET, Key=f"staged/{request_id}/fox.flac")
-    assert staged["Body"].read() == audio
-    assert staged["ContentType"] == "audio/flac"
-    calls = fakes.fakes[fake].requests
-    assert len(calls) == 2  # the 503, then the retry: both read the staged copy from S3
-    assert all(c.file is not None and c.file["sha256"] == hashlib.sha256(audio).hexdigest() for c in calls)
+    stale, fresh = new_job_id(), new_job_id()
+    table = JobTable(aws["HEIMDALL_JOB_TABLE"])
+    table.create(stale, key=f"incoming/{stale}/a.wav", created_at="2026-01-01T00:00:00+00:00")
+    table.create(fresh, key=f"incoming/{fresh}/a.wav")
+    with serve(create_app(GatewayConfig())) as gateway:
+        assert httpx.get(f"{gateway}/v1/transcriptions/{fresh}").json()["status"] == "queued"
+        body = httpx.get(f"{gateway}/v1/transcriptions/{stale}").json()
+    assert body["status"] == "failed"
+    assert body["error"]["error"]["code"] == "upload_missing"
+
+
+def test_an_upload_deleted_before_its_job_ran_fails_the_job(
+    aws: dict[str, str], fake_config: Path, fakes: Upstreams
+) -> None:
+    handler = ingest_with(fake_config)
+    with serve(create_app(load_config(str(fake_config)))) as gateway:
+        job_id, key = upload(gateway, FILES["fox"].read_bytes(), model="openai/whisper-1")
+        head = boto3.client("s3").head_object(Bucket=BUCKET, Key=key)
+        boto3.client("s3").delete_object(Bucket=BUCKET, Key=key)
+        event = s3_event((key, head["ContentLength"], head["ETag"].strip('"'), "0A1B2C3D4E5F678901"))
+        handler(event, LambdaContext(function_name="heimdall-IngestFunction", remaining_ms=900_000))
+        status = httpx.get(f"{gateway}/v1/transcriptions/{job_id}").json()
+    assert status["status"] == "failed"
+    assert status["error"]["error"]["code"] == "upload_replaced"
+    assert fakes.calls("openai") == 0

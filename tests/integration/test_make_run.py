@@ -182,17 +182,24 @@ def test_the_printed_snippet_works_as_printed_with_the_config_in_force(tmp_path:
 
 def test_make_run_reads_an_ssm_config_and_serves_uploads_from_its_own_install(tmp_path: Path) -> None:
     """Only the packages ``make run`` installs can be imported; the config comes from SSM and the
-    audio bucket from S3, both moto's server on loopback."""
+    audio bucket and job table from S3 and DynamoDB, all moto's server on loopback."""
     with moto_endpoint() as endpoint:
         document = {"deployments": {"meetings": ["local/tiny.en"]}}
         boto3.client("ssm").put_parameter(Name="/heimdall/run", Value=json.dumps(document), Type="SecureString")
         boto3.client("s3").create_bucket(Bucket="heimdall-run-audio")
+        boto3.client("dynamodb").create_table(
+            TableName="heimdall-run-jobs",
+            KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
         blocker = tmp_path / "run-deps"
         blocker.mkdir()
         port = free_port()
         output = tmp_path / "terminal.txt"
         env = {"PORT": str(port), "PYTHONPATH": run_deps_only(blocker), "HEIMDALL_CONFIG": "ssm:/heimdall/run",
-               "HEIMDALL_AUDIO_BUCKET": "heimdall-run-audio", "AWS_ENDPOINT_URL": endpoint}  # fmt: skip
+               "HEIMDALL_AUDIO_BUCKET": "heimdall-run-audio", "HEIMDALL_JOB_TABLE": "heimdall-run-jobs",
+               "AWS_ENDPOINT_URL": endpoint}  # fmt: skip
         with make_run(env, output) as process:
             base = f"http://127.0.0.1:{port}"
             wait_until(lambda: _healthy(f"{base}/health") or process.poll() is not None, what="health")

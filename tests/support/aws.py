@@ -61,6 +61,10 @@ def moto_endpoint() -> Iterator[str]:
     try:
         yield endpoint
     finally:
+        # moto keeps every server's state in this process: clear it for the next test module
+        import urllib.request
+
+        urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10)
         server.stop()
         for key, value in saved.items():
             if value is None:

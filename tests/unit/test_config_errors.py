@@ -33,7 +33,7 @@ FULL: dict[str, Any] = {
     "governance": {"virtual_keys": [{"id": "team-a", "value": "hk-team-a-0123456789abcdef",
                                      "allowed_models": ["whisper", "openai/*"]}]},
     "client_config": {"enforce_auth_on_inference": True, "max_request_body_size_mb": 25,
-                      "request_budget_seconds": 300, "max_audio_seconds": 14400, "stage_above_mb": 8,
+                      "request_budget_seconds": 300, "max_audio_seconds": 14400,
                       "max_upload_size_mb": 2048, "default_model": "whisper"},
 }  # fmt: skip
 

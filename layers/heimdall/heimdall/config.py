@@ -112,8 +112,6 @@ class ClientConfig(_Strict):
     request_budget_seconds: float = Field(default=300, gt=0)
     #: Longest audio accepted, measured from the container's header (WAV always; others with PyAV).
     max_audio_seconds: float = Field(default=4 * 3600, gt=0)
-    #: Synchronous uploads larger than this are staged in the audio bucket (when there is one).
-    stage_above_mb: float = Field(default=8, gt=0)
     #: Largest file a presigned upload (POST /v1/uploads) accepts.
     max_upload_size_mb: float = Field(default=2048, gt=0)
     #: The model for files dropped into incoming/ without a manifest (else the first alias, else local).

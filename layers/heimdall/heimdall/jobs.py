@@ -1,19 +1,29 @@
-"""Transcription jobs: an upload to ``incoming/`` becomes a transcript in ``transcripts/``.
+"""Transcription jobs: an upload to ``incoming/`` becomes the transcript of exactly that upload.
 
-S3 delivers ObjectCreated events at least once, so a job runs under Powertools Idempotency (a
-DynamoDB record keyed by bucket, key and ETag): a duplicated event returns the first run's result
-without calling a provider, a run that failed unexpectedly may be retried, and one still in progress
-is not started twice. The transcript itself is written with a conditional put, so even a second run
-could never overwrite a finished one. A job that fails for good (every retry and fallback spent) is
-marked ``failed`` with the error envelope and sent to the dead-letter queue; its upload stays.
+A job is one item in the job table (heimdall.job_table), keyed by the job id of the object's key;
+an S3 ObjectCreated event names the object version (ETag, size, sequencer). Each delivery first
+*claims* the job with one conditional write, and only the claim's holder calls a provider:
+
+- a duplicated or concurrent delivery finds the job done (its result is returned) or held by a
+  live run (it leaves it alone); a delivery for an older upload than the job's finds it superseded;
+- the holder heartbeats its lease every ``lease/3`` seconds and after each piece of long audio; a
+  runner that dies stops heartbeating, so a retry may claim the job once ``lease`` has passed;
+- a job runs at most ``MAX_ATTEMPTS`` times (the first delivery and Lambda's two retries). Every
+  failure on the last attempt — a provider's for good, the client's, or an unexpected exception —
+  marks the job ``failed`` with the error envelope and sends a dead-letter message; a runner killed
+  on its last attempt is marked failed by ``failure_handler`` (Lambda's on-failure destination);
+- a newer upload to the same key takes the job over; the older run notices at its next heartbeat,
+  stops sending pieces, and can record nothing.
+
+docs/jobs.md has the state machine and its time bounds.
 """
 
 from __future__ import annotations
 
 import tempfile
+import threading
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -23,16 +33,22 @@ from heimdall.core.errors import HeimdallError, InvalidRequest
 from heimdall.core.formats import PLAIN_TEXT_FORMATS, render_plain
 from heimdall.core.parameters import build_request, safe_filename
 from heimdall.core.types import AudioInput, ResponseFormat
+from heimdall.job_table import JobTable, ObjectVersion, view
 from heimdall.observability import logger
 from heimdall.routing import Router, deadline_for
-from heimdall.storage import INCOMING, AudioBucket, manifest_key, status_key, transcript_key
+from heimdall.storage import INCOMING, AudioBucket, ObjectReplaced, transcript_key
 
 EXTENSIONS = {ResponseFormat.SRT: "srt", ResponseFormat.VTT: "vtt", ResponseFormat.TEXT: "txt"}
 _JOB_NAMESPACE = uuid.UUID("6f1d3c1e-5b0a-4f7e-9f9a-2d5f0c8e7a11")
+#: The first delivery and Lambda's retries (the template's MaximumRetryAttempts is one less).
+MAX_ATTEMPTS = 3
+#: How long a run holds a job without a heartbeat: how long a dead runner blocks its retry.
+LEASE_SECONDS = 30.0
+#: Lambda drops an event it could not run for this long to the on-failure destination (the
+#: template's MaximumEventAgeInSeconds), so an upload's job starts by then or is marked failed.
+MAX_EVENT_AGE_SECONDS = 3600
 
-
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+DeadLetters = Callable[[dict[str, Any]], None]
 
 
 def new_job_id() -> str:
@@ -57,47 +73,141 @@ def default_model(config: GatewayConfig, router: Router) -> str:
     return "local/tiny.en" if "local" in router.providers else ""
 
 
+class LostTheJob(Exception):
+    """A newer upload took the job over, or the lease lapsed and a retry holds it now."""
+
+
+class Heartbeat:
+    """Keeps a run's lease alive from a thread, and records progress; ``lost`` once the run no
+    longer holds the job."""
+
+    def __init__(self, table: JobTable, job_id: str, owner: str, lease_seconds: float) -> None:
+        self.table, self.job_id, self.owner, self.lease_seconds = table, job_id, owner, lease_seconds
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{job_id}", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.lease_seconds / 3):
+            self.beat()
+
+    def beat(self, **progress: Any) -> None:
+        if not self.lost and not self.table.heartbeat(self.job_id, self.owner, self.lease_seconds, **progress):
+            self.lost = True
+            self._stop.set()
+
+    def pieces(self, done: int, total: int | None) -> None:
+        """Told after each piece of long audio: the status shows it, and a lost job stops here."""
+        self.beat(pieces_done=done, **({"pieces_total": total} if total is not None else {}))
+        if self.lost:
+            raise LostTheJob(self.job_id)
+
+
 class JobRunner:
     def __init__(
-        self, config: GatewayConfig, router: Router, bucket: AudioBucket, dead_letters: Callable[[dict[str, Any]], None]
+        self,
+        config: GatewayConfig,
+        router: Router,
+        bucket: AudioBucket,
+        table: JobTable,
+        dead_letters: DeadLetters,
+        lease_seconds: float = LEASE_SECONDS,
     ) -> None:
-        self.config = config
-        self.router = router
-        self.bucket = bucket
+        self.config, self.router, self.bucket, self.table = config, router, bucket, table
         self.dead_letters = dead_letters
+        self.lease_seconds = lease_seconds
 
-    def set_status(self, job_id: str, status: str, **fields: Any) -> dict[str, Any]:
-        document = self.bucket.get_json(status_key(job_id)) or {"job_id": job_id, "created_at": now()}
-        document.update(fields, status=status, updated_at=now())
-        self.bucket.put_json(status_key(job_id), document)
-        return document
-
-    def run(self, key: str, deadline: float) -> dict[str, Any]:
-        """Transcribe one uploaded object; returns the job's final status document."""
-        job_id, filename = job_of(key)
-        manifest = self.bucket.get_json(manifest_key(job_id))
-        fields = manifest["fields"] if manifest else [["model", default_model(self.config, self.router)]]
+    def run(self, version: ObjectVersion, deadline: float) -> dict[str, Any]:
+        """Transcribe one uploaded object version, if this delivery may; returns the job's status."""
+        job_id, filename = job_of(version.key)
         logger.append_keys(job_id=job_id)
-        self.set_status(job_id, "running", key=key)
-        spool = tempfile.SpooledTemporaryFile(max_size=1024 * 1024)  # noqa: SIM115 - closed below
-        try:
-            request = build_request([(str(k), str(v)) for k, v in fields], path_model=None)
-            size = self.bucket.download(key, spool)
+        owner = uuid.uuid4().hex
+        claim = self.table.claim(
+            job_id, version, owner=owner, lease_seconds=self.lease_seconds, max_attempts=MAX_ATTEMPTS
+        )
+        if claim.outcome == "exhausted":
+            error = HeimdallError(
+                f"The job's runner stopped (killed, out of memory or out of time) on each of its {MAX_ATTEMPTS} "
+                "attempts.",
+                code="job_interrupted",
+            )
+            return self.abandon(job_id, version, error.envelope(event_id=job_id, model_requested=None))
+        if claim.outcome != "claimed":
+            logger.info("job not run", extra={"reason": claim.outcome})
+            return {**view(claim.item), "delivery": claim.outcome}
+        attempt = int(claim.item["attempt"])
+        logger.append_keys(attempt=attempt)
+        fields = claim.item.get("fields") or [["model", default_model(self.config, self.router)]]
+        model = dict(fields).get("model")
+        with Heartbeat(self.table, job_id, owner, self.lease_seconds) as heartbeat:
+            try:
+                outcome = self._transcribe(job_id, filename, version, fields, deadline, heartbeat)
+            except LostTheJob:
+                logger.info("job taken over by a newer upload or a retry")
+                return {**view(self.table.get(job_id) or {}), "delivery": "superseded"}
+            except ObjectReplaced:
+                # A newer upload's event takes the job over, failed or not; a deleted one ends it here.
+                error = InvalidRequest(
+                    "The upload was replaced or deleted before it was transcribed; "
+                    "a new upload to the same key is transcribed on its own.",
+                    param="file",
+                    code="upload_replaced",
+                )
+                envelope = error.envelope(event_id=job_id, model_requested=model)
+                finished = self.table.finish(job_id, owner, "failed", error=envelope)
+                return {**view(finished or self.table.get(job_id) or {}), "delivery": "superseded"}
+            except HeimdallError as exc:
+                envelope = exc.envelope(event_id=job_id, model_requested=model)
+                logger.warning("job failed", extra={"error_code": exc.code, "status_code": exc.status_code})
+                return self._failed(job_id, owner, version, envelope)
+            except Exception as exc:
+                if attempt < MAX_ATTEMPTS:
+                    self.table.release(job_id, owner)  # Lambda's retry may claim it at once
+                    raise
+                logger.exception("job failed unexpectedly on its last attempt")
+                error = HeimdallError(
+                    f"The job failed unexpectedly ({type(exc).__name__}) on each of its {MAX_ATTEMPTS} attempts.",
+                    code="job_crashed",
+                )
+                return self._failed(job_id, owner, version, error.envelope(event_id=job_id, model_requested=model))
+        finished = self.table.finish(job_id, owner, "succeeded", **outcome) if not heartbeat.lost else None
+        if finished is None:
+            return {**view(self.table.get(job_id) or {}), "delivery": "superseded"}
+        logger.info("job succeeded", extra={"provider": outcome["provider"]})
+        return view(finished)
+
+    def _transcribe(
+        self,
+        job_id: str,
+        filename: str,
+        version: ObjectVersion,
+        fields: list[list[str]],
+        deadline: float,
+        heartbeat: Heartbeat,
+    ) -> dict[str, Any]:
+        """The provider call, and the transcript of this object version written once."""
+        request = build_request([(str(k), str(v)) for k, v in fields], path_model=None)
+        with tempfile.SpooledTemporaryFile(max_size=1024 * 1024) as spool:
+            size = self.bucket.download(version.key, version.etag, spool)
             audio = AudioInput(spool, safe_filename(filename), _content_type(filename), size)
             if size == 0:
                 raise InvalidRequest("The uploaded file is empty.", param="file", code="empty_file")
             check_audio(audio, self.config.client_config.max_audio_seconds)
-            routed = self.router.transcribe(request, audio, deadline)
-        except HeimdallError as exc:
-            envelope = exc.envelope(event_id=job_id, model_requested=dict(fields).get("model"))
-            status = self.set_status(job_id, "failed", error=envelope)
-            self.dead_letters({"job_id": job_id, "bucket": self.bucket.name, "key": key, "error": envelope})
-            logger.warning("job failed", extra={"error_code": exc.code, "status_code": exc.status_code})
-            return status
-        finally:
-            spool.close()
+            routed = self.router.transcribe(request, audio, deadline, progress=heartbeat.pieces)
+        if heartbeat.lost:
+            raise LostTheJob(job_id)
+        key = transcript_key(job_id, version.etag)
         document = {
             "job_id": job_id,
+            "object": {"key": version.key, "etag": version.etag, "size": size},
             "request": {"model": request.model, "response_format": str(request.response_format),
                         "timestamp_granularities": sorted(str(g) for g in request.timestamp_granularities)},
             "provider": routed.target.provider,
@@ -105,21 +215,31 @@ class JobRunner:
             "fallback_index": routed.fallback_index,
             "transcript": routed.transcript.model_dump(exclude_none=True),
         }  # fmt: skip
-        written = self.bucket.put_json(transcript_key(job_id), document, only_if_absent=True)
-        if written and request.response_format in PLAIN_TEXT_FORMATS:
+        if self.bucket.put_json(key, document, only_if_absent=True) and request.response_format in PLAIN_TEXT_FORMATS:
             rendered = render_plain(routed.transcript, request.response_format, routed.target.provider)
-            self.bucket.put_text(
-                transcript_key(job_id, EXTENSIONS[request.response_format]), rendered, "text/plain; charset=utf-8"
-            )
-        logger.info("job succeeded", extra={"provider": routed.target.provider, "first_write": written})
-        return self.set_status(
-            job_id,
-            "succeeded",
-            provider=routed.target.provider,
-            model_deployment=routed.target.model,
-            fallback_index=routed.fallback_index,
-            transcript_key=transcript_key(job_id),
-        )
+            extension = EXTENSIONS[request.response_format]
+            self.bucket.put_text(transcript_key(job_id, version.etag, extension), rendered, "text/plain; charset=utf-8")
+        return {"provider": routed.target.provider, "model_deployment": routed.target.model,
+                "fallback_index": routed.fallback_index, "transcript_key": key}  # fmt: skip
+
+    def _failed(self, job_id: str, owner: str, version: ObjectVersion, envelope: dict[str, Any]) -> dict[str, Any]:
+        finished = self.table.finish(job_id, owner, "failed", error=envelope)
+        if finished is None:
+            return {**view(self.table.get(job_id) or {}), "delivery": "superseded"}
+        self._dead_letter(job_id, version, envelope)
+        return view(finished)
+
+    def abandon(self, job_id: str, version: ObjectVersion, envelope: dict[str, Any]) -> dict[str, Any]:
+        failed = self.table.fail_abandoned(job_id, version, envelope)
+        if failed is None:
+            return {**view(self.table.get(job_id) or {}), "delivery": "busy"}
+        logger.warning("job failed: its runner died on its last attempt", extra={"error_code": "job_interrupted"})
+        self._dead_letter(job_id, version, envelope)
+        return view(failed)
+
+    def _dead_letter(self, job_id: str, version: ObjectVersion, envelope: dict[str, Any]) -> None:
+        self.dead_letters({"job_id": job_id, "bucket": self.bucket.name, "key": version.key, "etag": version.etag,
+                           "error": envelope})  # fmt: skip
 
 
 def _content_type(filename: str) -> str:
@@ -128,27 +248,26 @@ def _content_type(filename: str) -> str:
     return mimetypes.guess_type(filename)[0] or "application/octet-stream"
 
 
-def ingest_handler() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
-    """The S3-event Lambda handler (functions/ingest/app.py), built once per execution environment.
+def object_versions(event: dict[str, Any], bucket: str) -> list[ObjectVersion]:
+    """The ``incoming/`` objects an S3 event names (keys arrive URL-encoded, a space as '+')."""
+    from aws_lambda_powertools.utilities.data_classes import S3Event
 
-    Reads ``HEIMDALL_CONFIG``, ``HEIMDALL_AUDIO_BUCKET``, ``HEIMDALL_IDEMPOTENCY_TABLE`` and
-    ``HEIMDALL_DLQ_URL`` (the template sets them)."""
+    versions = []
+    for record in S3Event(event).records:
+        key = unquote_plus(record.s3.get_object.key)
+        if record.s3.bucket.name != bucket or not key.startswith(INCOMING) or key.endswith("/"):
+            continue
+        s3_object = record.s3.get_object
+        versions.append(ObjectVersion(key, s3_object.etag, int(s3_object.size or 0), s3_object.sequencer or "0"))
+    return versions
+
+
+def _environment() -> tuple[AudioBucket, JobTable, DeadLetters, float]:
+    """What both handlers read from the environment the template sets: ``HEIMDALL_AUDIO_BUCKET``,
+    ``HEIMDALL_JOB_TABLE``, ``HEIMDALL_DLQ_URL``, and ``HEIMDALL_JOB_LEASE_SECONDS`` (default 30)."""
     import json
     import os
 
-    from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
-    from aws_lambda_powertools.utilities.idempotency import (
-        DynamoDBPersistenceLayer,
-        IdempotencyConfig,
-        idempotent_function,
-    )
-
-    from heimdall.config import load_config
-    from heimdall.providers.registry import build_providers
-
-    config = load_config(os.environ.get("HEIMDALL_CONFIG"))
-    router = Router(config, build_providers(config))
-    bucket = AudioBucket(os.environ["HEIMDALL_AUDIO_BUCKET"])
     dlq_url = os.environ.get("HEIMDALL_DLQ_URL")
     sqs: list[Any] = []
 
@@ -161,30 +280,66 @@ def ingest_handler() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
             sqs.append(boto3.client("sqs"))
         sqs[0].send_message(QueueUrl=dlq_url, MessageBody=json.dumps(message))
 
-    runner = JobRunner(config, router, bucket, dead_letter)
-    idempotency = IdempotencyConfig(event_key_jmespath="[bucket, key, etag]", expires_after_seconds=7 * 24 * 3600)
-    persistence = DynamoDBPersistenceLayer(table_name=os.environ["HEIMDALL_IDEMPOTENCY_TABLE"])
-    current: dict[str, Any] = {}
+    lease = float(os.environ.get("HEIMDALL_JOB_LEASE_SECONDS") or LEASE_SECONDS)
+    return (
+        AudioBucket(os.environ["HEIMDALL_AUDIO_BUCKET"]),
+        JobTable(os.environ["HEIMDALL_JOB_TABLE"]),
+        dead_letter,
+        lease,
+    )
 
-    @idempotent_function(data_keyword_argument="record", persistence_store=persistence, config=idempotency)  # type: ignore[untyped-decorator]
-    def run_once(record: dict[str, str]) -> dict[str, Any]:
-        # two seconds kept back to record the job's status after the last provider call
-        deadline = deadline_for(config.client_config.request_budget_seconds, current.get("context"), 2.0)
-        return runner.run(record["key"], deadline)
+
+def ingest_handler() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """The S3-event Lambda handler (functions/ingest/app.py), built once per execution environment
+    (it also reads ``HEIMDALL_CONFIG``)."""
+    import os
+
+    from heimdall.config import load_config
+    from heimdall.providers.registry import build_providers
+
+    config = load_config(os.environ.get("HEIMDALL_CONFIG"))
+    router = Router(config, build_providers(config))
+    bucket, table, dead_letters, lease = _environment()
+    runner = JobRunner(config, router, bucket, table, dead_letters, lease)
 
     @logger.inject_lambda_context(clear_state=True)
-    @event_source(data_class=S3Event)
-    def handler(event: S3Event, context: Any) -> dict[str, Any]:
-        idempotency.register_lambda_context(context)
-        current["context"] = context
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         jobs = []
-        for record in event.records:
-            if record.s3.bucket.name != bucket.name:
-                continue
-            key = unquote_plus(record.s3.get_object.key)  # S3 events URL-encode keys, a space as '+'
-            if not key.startswith(INCOMING) or key.endswith("/"):
-                continue
-            jobs.append(run_once(record={"bucket": bucket.name, "key": key, "etag": record.s3.get_object.etag}))
+        for version in object_versions(event, bucket.name):
+            # two seconds kept back to record the job's outcome after the last provider call
+            deadline = deadline_for(config.client_config.request_budget_seconds, context, 2.0)
+            jobs.append(runner.run(version, deadline))
+        return {"jobs": jobs}
+
+    return handler
+
+
+def failure_handler() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """Lambda's on-failure destination for the ingest function (functions/ingest_failed/app.py):
+    the event's last attempt died or raised, so its job is marked failed unless a run is alive on
+    it — waiting at most one lease for a dying runner's lease to lapse."""
+    import time
+
+    bucket, table, dead_letters, lease = _environment()
+    runner = JobRunner(GatewayConfig(), Router(GatewayConfig(), {}), bucket, table, dead_letters, lease)
+
+    @logger.inject_lambda_context(clear_state=True)
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        reason = (event.get("responsePayload") or {}).get("errorType") or event.get("requestContext", {}).get(
+            "condition", "unknown"
+        )
+        jobs = []
+        for version in object_versions(event.get("requestPayload") or {}, bucket.name):
+            job_id, _ = job_of(version.key)
+            current = table.get(job_id) or {}
+            if current.get("etag") == version.etag and current.get("status") == "running":
+                until = float(current.get("lease_until", 0))
+                while time.time() <= until:  # a lease lapses within one lease of its runner's death
+                    time.sleep(min(1.0, until - time.time() + 0.05))
+            error = HeimdallError(
+                f"The job's runner stopped on its last attempt ({str(reason)[:80]}).", code="job_interrupted"
+            )
+            jobs.append(runner.abandon(job_id, version, error.envelope(event_id=job_id, model_requested=None)))
         return {"jobs": jobs}
 
     return handler

@@ -215,13 +215,17 @@ class Router:
         audio: AudioInput,
         deadline: float | None = None,
         gate: TargetGate | None = None,
+        progress: Callable[[int, int | None], None] | None = None,
     ) -> RoutedTranscript:
-        """Try the targets in order until one succeeds; ``deadline`` is a ``time.monotonic()`` instant."""
+        """Try the targets in order until one succeeds; ``deadline`` is a ``time.monotonic()`` instant;
+        ``progress(done, total)`` hears of each piece when the audio is cut into pieces."""
 
         def call_provider(provider: Provider, target: Target, call: Call) -> Transcript:
             return provider.transcribe(target.model, request, audio, call)
 
-        transcript, target, index, attempts = self._route(request, audio, deadline, call_provider, gate, pieces=True)
+        transcript, target, index, attempts = self._route(
+            request, audio, deadline, call_provider, gate, pieces=True, progress=progress
+        )
         if transcript.language is None and request.language:
             # A provider told the language need not echo it (Deepgram does not); OpenAI always reports one.
             transcript = transcript.model_copy(update={"language": language_name(request.language)})
@@ -256,6 +260,7 @@ class Router:
         gate: TargetGate | None,
         *,
         pieces: bool = False,
+        progress: Callable[[int, int | None], None] | None = None,
     ) -> tuple[T, Target, int, list[Attempt]]:
         """``pieces``: audio over a target's size limit is cut and transcribed in pieces (T is a
         Transcript then) instead of refused."""
@@ -274,7 +279,7 @@ class Router:
             if error is None:
                 if in_pieces:
                     assert limit is not None
-                    result, error = self._in_pieces(target, request, audio, deadline, attempts, limit)
+                    result, error = self._in_pieces(target, request, audio, deadline, attempts, limit, progress)
                 else:
                     result, error = self._try_target(target, deadline, attempts, attempt)
                 if error is None:
@@ -299,6 +304,7 @@ class Router:
         deadline: float,
         attempts: list[Attempt],
         limit: int,
+        progress: Callable[[int, int | None], None] | None,
     ) -> tuple[Any, HeimdallError | None]:
         """Each piece with its own retries; any piece failing for good fails the target."""
         from heimdall.chunking import transcribe_in_pieces
@@ -314,7 +320,8 @@ class Router:
 
         try:
             max_seconds = self.config.client_config.max_audio_seconds
-            return transcribe_in_pieces(audio, int(limit * 0.95), one_piece, max_seconds=max_seconds), None
+            pieces = transcribe_in_pieces(audio, int(limit * 0.95), one_piece, progress, max_seconds=max_seconds)
+            return pieces, None
         except HeimdallError as exc:
             return None, exc
 

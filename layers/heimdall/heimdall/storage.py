@@ -1,13 +1,9 @@
-"""The audio bucket: presigned uploads, job manifests and statuses, and finished transcripts.
+"""The audio bucket: presigned uploads and finished transcripts (a job's status is in the job table).
 
 Layout (``HEIMDALL_AUDIO_BUCKET``):
-  incoming/{job_id}/{filename}     uploads; an ObjectCreated event here starts a job
-  jobs/{job_id}/manifest.json      the transcription parameters given with POST /v1/uploads
-  jobs/{job_id}/status.json        queued | running | succeeded | failed (with the error envelope)
-  transcripts/{job_id}.json        the canonical transcript, written once (a conditional put)
-  transcripts/{job_id}.{format}    the requested rendering (srt, vtt, txt, json)
-  staged/{request_id}/{filename}   large synchronous uploads, read from here by every retry and fallback
-                                   (expired by the bucket's lifecycle rule)
+  incoming/{job_id}/{filename}            uploads; an ObjectCreated event here starts a job
+  transcripts/{job_id}/{etag}.json        the canonical transcript of exactly that upload, written once
+  transcripts/{job_id}/{etag}.{format}    the requested rendering (srt, vtt, txt)
 
 boto3 is imported when the bucket is first used, and reaches AWS (or a local endpoint) through its own
 ``AWS_ENDPOINT_URL*`` variables.
@@ -15,15 +11,15 @@ boto3 is imported when the bucket is first used, and reaches AWS (or a local end
 
 from __future__ import annotations
 
-import io
 import json
 import threading
 from typing import IO, Any
 
-from heimdall.core.errors import NotFound
-from heimdall.core.types import AudioInput
-
 INCOMING = "incoming/"
+
+
+class ObjectReplaced(Exception):
+    """The key no longer holds the object version a job was started for."""
 
 
 class AudioBucket:
@@ -53,10 +49,23 @@ class AudioBucket:
         )
         return post
 
-    def download(self, key: str, into: IO[bytes]) -> int:
-        """Stream an object into a file (spooled to /tmp past 1 MB); returns its size."""
-        self.s3.download_fileobj(self.name, key, into)
-        size = into.tell()
+    def download(self, key: str, etag: str, into: IO[bytes]) -> int:
+        """Stream exactly the object version ``etag`` into a file (spooled to /tmp past 1 MB), in order;
+        returns its size, the object's own ContentLength, checked against the bytes written.
+        Raises ObjectReplaced when the key now holds other bytes."""
+        try:
+            response = self.s3.get_object(Bucket=self.name, Key=key, IfMatch=f'"{etag}"')
+        except self.s3.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412", "NoSuchKey"):
+                raise ObjectReplaced(key) from None
+            raise
+        size = int(response["ContentLength"])
+        written = 0
+        for chunk in response["Body"].iter_chunks(1024 * 1024):
+            into.write(chunk)
+            written += len(chunk)
+        if written != size:
+            raise OSError(f"s3://{self.name}/{key}: read {written} of {size} bytes")
         into.seek(0)
         return size
 
@@ -89,77 +98,5 @@ class AudioBucket:
         return json.loads(body)
 
 
-def manifest_key(job_id: str) -> str:
-    return f"jobs/{job_id}/manifest.json"
-
-
-def status_key(job_id: str) -> str:
-    return f"jobs/{job_id}/status.json"
-
-
-def transcript_key(job_id: str, extension: str = "json") -> str:
-    return f"transcripts/{job_id}.{extension}"
-
-
-def require_bucket(bucket: AudioBucket | None) -> AudioBucket:
-    if bucket is None:
-        raise NotFound(
-            "Uploads and transcription jobs need the audio bucket (HEIMDALL_AUDIO_BUCKET), "
-            "which this gateway does not have.",
-            code="jobs_not_configured",
-        )
-    return bucket
-
-
-class S3Object(io.RawIOBase):
-    """A seekable, read-only file over an S3 object, read with ranged GETs (wrap it in a
-    BufferedReader): what a provider adapter or PyAV reads, without a local copy."""
-
-    def __init__(self, bucket: AudioBucket, key: str, size: int) -> None:
-        super().__init__()
-        self.bucket, self.key, self.size, self.position = bucket, key, size, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self.position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.size}[whence]
-        self.position = max(0, base + offset)
-        return self.position
-
-    def readinto(self, buffer: Any) -> int:
-        if self.position >= self.size or len(buffer) == 0:
-            return 0
-        last = min(self.size, self.position + len(buffer)) - 1
-        body = self.bucket.s3.get_object(Bucket=self.bucket.name, Key=self.key, Range=f"bytes={self.position}-{last}")
-        data = body["Body"].read()
-        buffer[: len(data)] = data
-        self.position += len(data)
-        return len(data)
-
-
-class StagedAudio(io.BufferedReader):
-    """The staged object, buffered 1 MiB at a time; ``len()`` is its whole size, as multipart
-    encoders and ``requests`` ask of a file before streaming it."""
-
-    def __init__(self, bucket: AudioBucket, key: str, size: int) -> None:
-        super().__init__(S3Object(bucket, key, size), buffer_size=1024 * 1024)
-        self.size = size
-
-    def __len__(self) -> int:
-        return self.size
-
-
-def stage(bucket: AudioBucket, audio: AudioInput, request_id: str) -> AudioInput:
-    """Copy the upload to ``staged/`` and hand back an AudioInput that reads it from there: every
-    retry and fallback re-reads S3, and the local spooled copy is released now."""
-    key = f"staged/{request_id}/{audio.filename}"
-    bucket.s3.upload_fileobj(audio.rewind(), bucket.name, key, ExtraArgs={"ContentType": audio.content_type})
-    audio.file.close()
-    return AudioInput(StagedAudio(bucket, key, audio.size), audio.filename, audio.content_type, audio.size)
+def transcript_key(job_id: str, etag: str, extension: str = "json") -> str:
+    return f"transcripts/{job_id}/{etag}.{extension}"

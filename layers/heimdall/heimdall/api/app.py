@@ -24,6 +24,7 @@ from heimdall.api.usage import add_usage_route
 from heimdall.config import GatewayConfig, load_config
 from heimdall.core.errors import HeimdallError, InvalidRequest, error_for_status
 from heimdall.governance.governor import build_governor
+from heimdall.job_table import JobTable
 from heimdall.providers.registry import build_providers
 from heimdall.routing import Router
 from heimdall.storage import AudioBucket
@@ -57,6 +58,8 @@ def create_app(
         usage_routes=frozenset(spec.path for spec in TRANSCRIPTION_ROUTES),
         clock=clock,
     )
+    table_name = os.environ.get("HEIMDALL_JOB_TABLE")
+    app.state.job_table = JobTable(table_name) if table_name else None
 
     @app.exception_handler(HeimdallError)
     async def _heimdall_error(request: Request, exc: HeimdallError) -> JSONResponse:

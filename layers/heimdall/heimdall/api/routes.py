@@ -31,7 +31,6 @@ from heimdall.core.types import TranscriptionRequest
 from heimdall.governance.governor import Governor, Ticket
 from heimdall.providers.local import LocalProvider, engine_installed
 from heimdall.routing import RoutedTranscript, Router, deadline_for
-from heimdall.storage import AudioBucket, stage
 
 # API Gateway's 6 MB Lambda payload, less base64 and the form around the audio.
 API_GATEWAY_DIRECT_BYTES = 4 * 1024 * 1024
@@ -147,11 +146,6 @@ async def transcribe(request: Request, deployment_id: str | None, api_version: s
         ticket = await run_in_threadpool(
             governor.admit, router, key.id if key else None, transcription, audio, seconds, request.headers, log
         )  # limits and the cache, before any provider call
-        bucket: AudioBucket | None = request.app.state.bucket
-        if ticket.hit is None and bucket is not None and audio.size > config.client_config.stage_above_mb * 1024**2:
-            audio = await run_in_threadpool(stage, bucket, audio, request.scope["state"]["event_id"])
-            form.audio = audio  # closed with the form, as the spooled file was
-            log["staged"] = True
         if transcription.stream:
             streamed = await run_in_threadpool(governor.open_stream, router, ticket, audio, _deadline(request))
             log.update(provider=streamed.target.provider, model_deployment=streamed.target.model,

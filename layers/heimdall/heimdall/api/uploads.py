@@ -9,6 +9,7 @@ API Gateway caps a request at 6 MB; the presigned POST goes straight to S3 (up t
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -24,12 +25,17 @@ from heimdall.core.errors import InvalidRequest, NotFound, UnsupportedMediaType
 from heimdall.core.formats import PLAIN_TEXT_FORMATS, extra_fields, render_document, render_plain
 from heimdall.core.parameters import bounded_json, build_request, safe_filename
 from heimdall.core.types import ResponseFormat, Transcript, TranscriptionRequest, named_for_format
-from heimdall.jobs import new_job_id, now
-from heimdall.storage import INCOMING, AudioBucket, manifest_key, require_bucket, status_key
+from heimdall.job_table import JobTable, view
+from heimdall.jobs import MAX_EVENT_AGE_SECONDS, new_job_id
+from heimdall.storage import INCOMING, AudioBucket
 
 UPLOAD_URL_SECONDS = 900
 _MAX_BODY = 64 * 1024
 _JOB_ID = re.compile(r"[0-9a-f]{32}")  # new_job_id(): a UUID4 as hex
+
+
+def _age_seconds(iso: str) -> float:
+    return (datetime.now(UTC) - datetime.fromisoformat(iso)).total_seconds()
 
 
 def _fields(document: dict[str, Any]) -> list[tuple[str, str]]:
@@ -52,11 +58,23 @@ def _fields(document: dict[str, Any]) -> list[tuple[str, str]]:
     return fields
 
 
+def _jobs(request: Request) -> tuple[AudioBucket, JobTable]:
+    bucket: AudioBucket | None = request.app.state.bucket
+    table: JobTable | None = request.app.state.job_table
+    if bucket is None or table is None:
+        raise NotFound(
+            "Uploads and transcription jobs need the audio bucket and the job table (HEIMDALL_AUDIO_BUCKET, "
+            "HEIMDALL_JOB_TABLE), which this gateway does not have.",
+            code="jobs_not_configured",
+        )
+    return bucket, table
+
+
 async def create_upload(request: Request) -> JSONResponse:
     log = request_log(request.scope)
     gatekeeper: Gatekeeper = request.app.state.gatekeeper
     key = authenticate(request)
-    bucket = require_bucket(request.app.state.bucket)
+    bucket, table = _jobs(request)
     config: GatewayConfig = request.app.state.config
     if not request.headers.get("content-type", "").startswith("application/json"):
         raise UnsupportedMediaType('POST /v1/uploads takes a JSON object: {"filename": ..., "model": ..., ...}.')
@@ -84,15 +102,10 @@ async def create_upload(request: Request) -> JSONResponse:
     filename = named_for_format(filename, transcription.file_format)  # the job reads the format from the name
     object_key = f"{INCOMING}{job_id}/{safe_filename(filename)}"
     max_bytes = int(config.client_config.max_upload_size_mb * 1024 * 1024)
-    manifest = {"job_id": job_id, "filename": filename, "key": object_key, "key_id": key.id if key else None,
-                "created_at": now(), "fields": fields}  # fmt: skip
 
     def prepare() -> dict[str, Any]:
-        bucket.put_json(manifest_key(job_id), manifest)
-        # the owner's key id rides on the status, so a poll reads one object
-        bucket.put_json(status_key(job_id), {"job_id": job_id, "status": "queued", "created_at": now(),
-                                             "updated_at": now(), "key": object_key,
-                                             "key_id": manifest["key_id"]})  # fmt: skip
+        # the job's parameters and its owner's key id ride on the job, so a poll reads one item
+        table.create(job_id, key=object_key, key_id=key.id if key else None, fields=[list(f) for f in fields])
         return bucket.presigned_upload(object_key, max_bytes, UPLOAD_URL_SECONDS)
 
     post = await run_in_threadpool(prepare)
@@ -118,16 +131,22 @@ async def create_upload(request: Request) -> JSONResponse:
 async def get_job(request: Request) -> Response:
     job_id: str = request.path_params["job_id"]
     key = authenticate(request)
-    bucket: AudioBucket = require_bucket(request.app.state.bucket)
-    # A job id becomes an S3 key: only the ids Heimdall hands out are looked up ('..' would walk).
-    status = await run_in_threadpool(bucket.get_json, status_key(job_id)) if _JOB_ID.fullmatch(job_id) else None
-    if status is None or (key is not None and status.get("key_id") not in (None, key.id)):
+    bucket, table = _jobs(request)
+    item = await run_in_threadpool(table.get, job_id) if _JOB_ID.fullmatch(job_id) else None
+    if item is None or (key is not None and item.get("key_id") not in (None, key.id)):
         raise NotFound("No such transcription job.", param="job_id", code="job_not_found")
+    status = view(item)
+    if status["status"] == "queued" and _age_seconds(status["created_at"]) > UPLOAD_URL_SECONDS + MAX_EVENT_AGE_SECONDS:
+        # No upload came while its URL was valid (an upload's event would have run or failed by now).
+        error = InvalidRequest(
+            "Nothing was uploaded for this job while its upload URL was valid.", param="file", code="upload_missing"
+        )
+        status.update(status="failed", error=error.envelope(event_id=job_id, model_requested=None))
     if status["status"] != "succeeded":
         return JSONResponse(status)
     document = await run_in_threadpool(bucket.get_json, status["transcript_key"])
-    if document is None:  # the status says done but the transcript is not readable yet
-        return JSONResponse({**status, "status": "running"})
+    if document is None:  # written before the job was marked succeeded: someone deleted it since
+        raise NotFound(f"The transcript of job '{job_id}' is gone from the bucket.", code="transcript_missing")
     transcript = Transcript.model_validate(document["transcript"])
     # Without ?response_format the answer stays JSON (the status with the text), so polling is simple.
     fmt_text = request.query_params.get("response_format") or "json"
@@ -138,18 +157,19 @@ async def get_job(request: Request) -> Response:
     if fmt in PLAIN_TEXT_FORMATS:
         return PlainTextResponse(render_plain(transcript, fmt, document["provider"]))
     words = "word" in document["request"].get("timestamp_granularities", [])
-    view = TranscriptionRequest(
+    wanted = TranscriptionRequest(
         model=document["request"]["model"],
         response_format=fmt,
         timestamp_granularities=frozenset({"word"}) if words else frozenset(),  # type: ignore[arg-type]
     )
-    body = render_document(transcript, view)
+    body = render_document(transcript, wanted)
     body.update(
         job_id=job_id,
         status="succeeded",
+        object=status["object"],
         extra_fields=extra_fields(
             provider=document["provider"],
-            model_requested=view.model,
+            model_requested=wanted.model,
             model_deployment=document["model_deployment"],
             fallback_index=document["fallback_index"],
             chunk_index=0,

@@ -1,0 +1,245 @@
+"""The job table (DynamoDB): one item per job, both what the user sees and who may run it.
+
+An item is a job's status (queued | running | succeeded | failed), the object version it is about
+(ETag, size, and the S3 event's sequencer, which orders uploads to one key), and the lease of the
+run that holds it: ``owner`` and ``lease_until``, pushed forward by heartbeats. Every change is one
+conditional write, so concurrent deliveries, retries and re-uploads agree on one outcome:
+
+- a newer upload (greater sequencer, other bytes) takes the job over, whatever its state;
+- a run may start on an object version when its lease has lapsed (its runner died) and fewer than
+  ``max_attempts`` runs have started;
+- only the lease's owner may record progress or an outcome, so a run that lost its lease (to a
+  newer upload, or after stalling past it) can never overwrite what its successor recorded.
+
+boto3 is imported when the table is first used.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+#: Attributes a user sees in a job's status (the rest is the lease and the request's parameters).
+PUBLIC = ("job_id", "status", "created_at", "updated_at", "key", "key_id", "attempt", "heartbeat_at",
+          "error", "provider", "model_deployment", "fallback_index", "transcript_key")  # fmt: skip
+#: What a new run clears from the item.
+OUTCOME = ("error", "provider", "model_deployment", "fallback_index", "transcript_key", "pieces_done", "pieces_total")
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def sequence(sequencer: str) -> str:
+    """S3 sequencers compare as hex strings right-padded with zeros to one length."""
+    return sequencer.upper().ljust(64, "0")
+
+
+@dataclass(frozen=True)
+class ObjectVersion:
+    """The uploaded object a job transcribes, as its S3 event names it."""
+
+    key: str
+    etag: str
+    size: int
+    sequencer: str
+
+
+@dataclass
+class Claim:
+    """What a delivery found: ``claimed`` (run it), or why not."""
+
+    outcome: Literal["claimed", "done", "busy", "superseded", "exhausted"]
+    item: dict[str, Any]
+
+
+def view(item: dict[str, Any]) -> dict[str, Any]:
+    """A job's status as the user sees it: which object it is about and how far it got."""
+    status = {name: item[name] for name in PUBLIC if name in item}
+    if "etag" in item:
+        status["object"] = {"etag": item["etag"], "size": item["size"]}
+    if "pieces_done" in item:
+        status["pieces"] = {"done": item["pieces_done"], "total": item.get("pieces_total")}
+    return status
+
+
+class JobTable:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def dynamodb(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                import boto3
+                from botocore.config import Config
+
+                self._client = boto3.client("dynamodb", config=Config(retries={"mode": "standard"}))
+            return self._client
+
+    # -- reading and creating -------------------------------------------------------------------
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        response = self.dynamodb.get_item(TableName=self.name, Key=_key(job_id), ConsistentRead=True)
+        return _decode(response["Item"]) if "Item" in response else None
+
+    def create(self, job_id: str, **fields: Any) -> None:
+        """A job waiting for its upload (``queued``)."""
+        item = {"job_id": job_id, "status": "queued", "created_at": now_iso(), "updated_at": now_iso(), **fields}
+        self.dynamodb.put_item(
+            TableName=self.name,
+            Item=_encode({k: v for k, v in item.items() if v is not None}),
+            ConditionExpression="attribute_not_exists(job_id)",
+        )
+
+    # -- running ------------------------------------------------------------------------------
+    def claim(
+        self, job_id: str, version: ObjectVersion, *, owner: str, lease_seconds: float, max_attempts: int
+    ) -> Claim:
+        """Start a run of ``version``, or say why this delivery must not."""
+        for _ in range(3):  # a state read between two writes may be stale: decide again, a few times
+            moment = time.time()
+            lease = {"status": "running", "owner": owner, "lease_until": moment + lease_seconds,
+                     "heartbeat_at": now_iso(), "updated_at": now_iso()}  # fmt: skip
+            fresh = {**lease, "etag": version.etag, "size": version.size, "sequencer": sequence(version.sequencer),
+                     "key": version.key, "attempt": 1}  # fmt: skip
+            newer = "attribute_not_exists(#etag) OR (#sequencer < :sequencer AND (#etag <> :etag OR #status = :failed))"
+            values = {":sequencer": fresh["sequencer"], ":etag": version.etag, ":failed": "failed"}
+            item = self._update(job_id, fresh, newer, values, remove=OUTCOME, created=True)
+            if item is not None:
+                return Claim("claimed", item)
+            lapsed = "#etag = :etag AND #status = :running AND #lease_until < :now AND #attempt < :max"
+            values = {":etag": version.etag, ":running": "running", ":now": moment, ":max": max_attempts}
+            item = self._update(job_id, lease, lapsed, values, remove=OUTCOME, add={"attempt": 1})
+            if item is not None:
+                return Claim("claimed", item)
+            current = self.get(job_id) or {}
+            if current.get("etag") != version.etag:
+                if current.get("sequencer", "") >= sequence(version.sequencer):
+                    return Claim("superseded", current)
+            elif current["status"] in ("succeeded", "failed"):
+                return Claim("done", current)
+            elif current["lease_until"] >= time.time():
+                return Claim("busy", current)
+            elif current["attempt"] >= max_attempts:
+                return Claim("exhausted", current)
+        return Claim("busy", current)
+
+    def heartbeat(self, job_id: str, owner: str, lease_seconds: float, **progress: Any) -> bool:
+        """Push the lease forward (with any progress); False once the run no longer holds the job."""
+        changes = {"lease_until": time.time() + lease_seconds, "heartbeat_at": now_iso(), **progress}
+        return self._owned_update(job_id, owner, changes) is not None
+
+    def finish(self, job_id: str, owner: str, status: str, **fields: Any) -> dict[str, Any] | None:
+        """Record the run's outcome; None when the run no longer holds the job."""
+        return self._owned_update(job_id, owner, {"status": status, "lease_until": 0, "updated_at": now_iso(),
+                                                  **fields})  # fmt: skip
+
+    def release(self, job_id: str, owner: str) -> None:
+        """Give the lease up at once (the run failed unexpectedly; a retry may take it now)."""
+        self._owned_update(job_id, owner, {"lease_until": 0})
+
+    def fail_abandoned(self, job_id: str, version: ObjectVersion, error: dict[str, Any]) -> dict[str, Any] | None:
+        """Mark ``version``'s job failed if no run is alive on it: its lease lapsed, or it never started."""
+        changes = {"status": "failed", "error": error, "lease_until": 0, "updated_at": now_iso(), "key": version.key,
+                   "etag": version.etag, "size": version.size, "sequencer": sequence(version.sequencer)}  # fmt: skip
+        condition = (
+            "attribute_not_exists(#etag) OR (#sequencer < :sequencer AND #etag <> :etag)"
+            " OR (#etag = :etag AND #status = :running AND #lease_until < :now)"
+        )
+        values = {":etag": version.etag, ":sequencer": changes["sequencer"], ":running": "running", ":now": time.time()}
+        cleared = tuple(name for name in OUTCOME if name != "error")
+        return self._update(job_id, changes, condition, values, remove=cleared, created=True)
+
+    # -- one conditional write ----------------------------------------------------------------
+    def _owned_update(self, job_id: str, owner: str, changes: dict[str, Any]) -> dict[str, Any] | None:
+        values = {":owner": owner, ":running": "running"}
+        return self._update(job_id, changes, "#owner = :owner AND #status = :running", values)
+
+    def _update(
+        self,
+        job_id: str,
+        changes: dict[str, Any],
+        condition: str,
+        values: dict[str, Any],
+        *,
+        remove: tuple[str, ...] = (),
+        add: dict[str, int] | None = None,
+        created: bool = False,
+    ) -> dict[str, Any] | None:
+        """One UpdateItem; the new item, or None when ``condition`` did not hold."""
+        if created:
+            changes = {**changes, "created_at": now_iso()}
+        sets = [f"#{n} = :set_{n}" for n in changes if n != "created_at"]
+        if created:
+            sets.append("#created_at = if_not_exists(#created_at, :set_created_at)")
+        expression = "SET " + ", ".join(sets)
+        if add:
+            expression += " ADD " + ", ".join(f"#{n} :add_{n}" for n in add)
+        if remove:
+            expression += " REMOVE " + ", ".join(f"#{n}" for n in remove)
+        attribute_values = {
+            **{f":set_{n}": v for n, v in changes.items()},
+            **{f":add_{n}": v for n, v in (add or {}).items()},
+            **values,
+        }
+        names = {token: token[1:] for token in re.findall(r"#\w+", f"{expression} {condition}")}
+        try:
+            response = self.dynamodb.update_item(
+                TableName=self.name,
+                Key=_key(job_id),
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=_encode(attribute_values),
+                ReturnValues="ALL_NEW",
+            )
+        except self.dynamodb.exceptions.ConditionalCheckFailedException:
+            return None
+        return _decode(response["Attributes"])
+
+
+def _key(job_id: str) -> dict[str, Any]:
+    return {"job_id": {"S": job_id}}
+
+
+def _encode(values: dict[str, Any]) -> dict[str, Any]:
+    from boto3.dynamodb.types import TypeSerializer
+
+    serializer = TypeSerializer()
+    return {k: serializer.serialize(_decimals(v)) for k, v in values.items()}
+
+
+def _decode(item: dict[str, Any]) -> dict[str, Any]:
+    from boto3.dynamodb.types import TypeDeserializer
+
+    deserializer = TypeDeserializer()
+    return {k: _numbers(deserializer.deserialize(v)) for k, v in item.items()}
+
+
+def _decimals(value: Any) -> Any:
+    """DynamoDB numbers are Decimals going in."""
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, dict):
+        return {k: _decimals(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_decimals(v) for v in value]
+    return value
+
+
+def _numbers(value: Any) -> Any:
+    """...and plain ints and floats coming out."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    return value
