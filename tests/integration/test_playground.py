@@ -20,7 +20,6 @@ from heimdall.api.app import create_app
 from heimdall.config import parse_config
 from tests.fakes.base import Recorded
 from tests.fakes.openai import OpenAIFake
-from tests.support.aws import moto_endpoint
 from tests.support.browser import Browser, browser_page
 from tests.support.servers import serve, wait_until
 from tests.support.speech import FILES, wer
@@ -207,18 +206,15 @@ def test_a_wrong_key_shows_the_401_message(page: Any) -> None:
 def test_a_file_over_the_direct_limit_goes_through_an_upload_and_the_job(page: Any, browser: Browser) -> None:
     import boto3
 
+    from heimdall.job_table import ObjectVersion
     from heimdall.jobs import JobRunner
-    from heimdall.storage import status_key
+    from tests.support.jobs import BUCKET as bucket_name
+    from tests.support.jobs import job_stack
 
-    bucket_name = "heimdall-playground-test"
-    with moto_endpoint() as s3_origin:
+    with job_stack():
+        s3_origin = os.environ["AWS_ENDPOINT_URL"]
         s3 = boto3.client("s3")
-        s3.create_bucket(Bucket=bucket_name)
-        os.environ["HEIMDALL_AUDIO_BUCKET"] = bucket_name
-        try:
-            app = create_app(parse_config({"client_config": {"max_request_body_size_mb": 0.05}}))
-        finally:
-            os.environ.pop("HEIMDALL_AUDIO_BUCKET")
+        app = create_app(parse_config({"client_config": {"max_request_body_size_mb": 0.05}}))
         with serve(app) as gateway:
             assert (
                 f"connect-src 'self' {s3_origin};"
@@ -238,13 +234,20 @@ def test_a_file_over_the_direct_limit_goes_through_an_upload_and_the_job(page: A
             assert key.endswith("/hello.wav")
             job_id = key.split("/")[1]
             # A job cut into pieces reports them; the page draws pieces done of total.
-            app.state.bucket.put_json(status_key(job_id), {"job_id": job_id, "status": "running",
-                                                          "pieces_done": 1, "pieces_total": 3})  # fmt: skip
+            boto3.client("dynamodb").update_item(
+                TableName=app.state.job_table.name,
+                Key={"job_id": {"S": job_id}},
+                UpdateExpression="SET #s = :running, pieces_done = :done, pieces_total = :total",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":running": {"S": "running"}, ":done": {"N": "1"}, ":total": {"N": "3"}},
+            )
             page.wait_for_selector("#status:has-text('1 of 3 pieces')", timeout=TIMEOUT_MS)
             bar = page.locator("#progress")
             assert (bar.get_attribute("value"), bar.get_attribute("max")) == ("1", "3")
-            runner = JobRunner(app.state.config, app.state.router, app.state.bucket, dead_letters=lambda m: None)
-            assert runner.run(key, time.monotonic() + 120)["status"] == "succeeded"
+            runner = JobRunner(app.state.config, app.state.router, app.state.bucket, app.state.job_table, print)
+            head = s3.head_object(Bucket=bucket_name, Key=key)
+            version = ObjectVersion(key, head["ETag"].strip('"'), head["ContentLength"], "0A1B2C3D4E5F678901")
+            assert runner.run(version, time.monotonic() + 120)["status"] == "succeeded"
             assert finished(page) == "done", page.text_content("#error")
             srt_body = httpx.get(f"{gateway}/v1/transcriptions/{job_id}", params={"response_format": "srt"}).text
     assert wer("hello", page.text_content("#text") or "") <= 0.35

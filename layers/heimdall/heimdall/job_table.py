@@ -26,7 +26,8 @@ from typing import Any, Literal
 
 #: Attributes a user sees in a job's status (the rest is the lease and the request's parameters).
 PUBLIC = ("job_id", "status", "created_at", "updated_at", "key", "key_id", "attempt", "heartbeat_at",
-          "error", "provider", "model_deployment", "fallback_index", "transcript_key")  # fmt: skip
+          "pieces_done", "pieces_total", "error", "provider", "model_deployment", "fallback_index",
+          "transcript_key")  # fmt: skip
 #: What a new run clears from the item.
 OUTCOME = ("error", "provider", "model_deployment", "fallback_index", "transcript_key", "pieces_done", "pieces_total")
 
@@ -63,8 +64,6 @@ def view(item: dict[str, Any]) -> dict[str, Any]:
     status = {name: item[name] for name in PUBLIC if name in item}
     if "etag" in item:
         status["object"] = {"etag": item["etag"], "size": item["size"]}
-    if "pieces_done" in item:
-        status["pieces"] = {"done": item["pieces_done"], "total": item.get("pieces_total")}
     return status
 
 
