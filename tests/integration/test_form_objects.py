@@ -11,11 +11,9 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import httpx
 import openai
 import pytest
@@ -23,14 +21,13 @@ import pytest
 from heimdall.api.app import create_app
 from heimdall.config import GatewayConfig
 from tests.support import multipart as mp
-from tests.support.aws import moto_endpoint
+from tests.support.jobs import job_stack
 from tests.support.servers import serve
 from tests.support.speech import FILES
 from tests.support.transports import Reply, over_http, via_lambda
 from tests.support.upstreams import Upstreams
 
 AUDIO = FILES["hello"].read_bytes()
-BUCKET = "heimdall-form-objects-test"
 DEEP = "[" * 60_000
 #: JSON an attacker sends where an object is expected: deep, wide, long, and not JSON at all.
 HOSTILE_JSON = {
@@ -161,16 +158,9 @@ def test_an_unknown_file_format_is_a_400(gateway_url: str) -> None:
 
 @pytest.fixture(scope="module")
 def uploads_gateway() -> Iterator[str]:
-    """A keyless gateway with an audio bucket on moto's S3 server."""
-    with moto_endpoint():
-        boto3.client("s3").create_bucket(Bucket=BUCKET)
-        os.environ["HEIMDALL_AUDIO_BUCKET"] = BUCKET
-        try:
-            app = create_app(GatewayConfig())
-        finally:
-            os.environ.pop("HEIMDALL_AUDIO_BUCKET")
-        with serve(app) as url:
-            yield url
+    """A keyless gateway with an audio bucket and job table on moto's server."""
+    with job_stack(), serve(create_app(GatewayConfig())) as url:
+        yield url
 
 
 @pytest.mark.parametrize(

@@ -272,7 +272,8 @@ def transcribe(args: argparse.Namespace) -> bytes:
     raise CliError(
         f"{path.name} is {size / 1e6:.1f} MB; the gateway at {args.url} takes at most "
         f"{(max_direct - FORM_OVERHEAD) / 1e6:.1f} MB in one request and has no audio bucket for uploads "
-        "(set HEIMDALL_AUDIO_BUCKET where it runs, or raise client_config.max_request_body_size_mb)"
+        "(set HEIMDALL_AUDIO_BUCKET and HEIMDALL_JOB_TABLE where it runs, or raise "
+        "client_config.max_request_body_size_mb)"
     )
 
 

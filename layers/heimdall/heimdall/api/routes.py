@@ -260,6 +260,7 @@ async def health(request: Request) -> dict[str, Any]:
         "deployments": config.deployments,
         "default_model": "local/tiny.en" if router.keyless_default else None,
         "auth_required": gatekeeper.enforced,  # whether a gateway key is needed; never which keys exist
-        "uploads": request.app.state.bucket is not None,  # POST /v1/uploads for files over max_direct_bytes
+        "uploads": request.app.state.bucket is not None
+        and request.app.state.job_table is not None,  # POST /v1/uploads for files over max_direct_bytes
         "max_direct_bytes": max_direct,
     }
