@@ -185,3 +185,16 @@ def test_response_headers_never_carry_raw_client_text(guarded: str, fakes: Upstr
         assert value.isascii() and value.isprintable(), (name, value)
     assert response.headers["x-heimdall-model"] == "whisper-1"
     assert "evil" not in response.headers["x-request-id"]
+
+
+def test_a_filename_reaches_the_provider_without_unicode_controls(guarded: str, fakes: Upstreams) -> None:
+    """C1 controls (NEL), line and paragraph separators, bidi overrides and zero-width characters are
+    control characters too: the filename the provider sees has none of them."""
+    hostile = "r\u00e9union\x85\u2028\u2029\u202e\u200b\ufeff.wav"
+    body = mp.body(mp.field("model", "openai/whisper-1"), mp.file_part(AUDIO, filename=hostile))
+    headers = {"content-type": mp.CONTENT_TYPE, "api-key": KEY}
+    reply = over_http(guarded, "POST", "/v1/audio/transcriptions", body=body, headers=headers)
+    assert reply.status == 200, reply.body[:300]
+    (sent,) = fakes.fakes["openai"].requests
+    assert sent.file is not None
+    assert sent.file["filename"] == "r\u00e9union.wav"

@@ -10,6 +10,7 @@ List fields arrive as repeated ``name[]`` parts (what the openai SDK sends) or a
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -26,7 +27,8 @@ LIST_FIELDS = frozenset({"timestamp_granularities", "fallbacks", "include"})
 OBJECT_FIELDS = frozenset({"chunking_strategy"})
 MAX_JSON_DEPTH = 4
 MAX_CHUNKING_STRATEGY_CHARS = 1024
-_UNSAFE_FILENAME = re.compile(r"[\x00-\x1f\x7f]")
+#: Unicode controls, format characters, surrogates, private use, unassigned; line and paragraph separators.
+_NOT_IN_FILENAMES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 
 def bounded_json(text: str | bytes, *, max_chars: int, max_depth: int = MAX_JSON_DEPTH) -> Any:
@@ -225,6 +227,10 @@ def build_request(fields: list[tuple[str, str]], *, path_model: str | None) -> T
 
 
 def safe_filename(raw: str) -> str:
-    """The client's filename without directories or control characters (it is passed upstream)."""
-    name = _UNSAFE_FILENAME.sub("", raw.replace("\\", "/").rsplit("/", 1)[-1]).strip()
+    """The client's filename without directories or control characters (it is passed upstream and
+    becomes part of an S3 key). Control means every Unicode control, format and line or paragraph
+    separator — C1 ``NEL``, ``U+2028``, bidi overrides, zero-width characters — not only ASCII's:
+    ``str.splitlines()`` and other readers break lines at some of them."""
+    base = raw.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(c for c in base if unicodedata.category(c) not in _NOT_IN_FILENAMES).strip()
     return name[:255] if name not in ("", ".", "..") else "audio"
