@@ -32,19 +32,32 @@ def _median_p90(samples: list[float]) -> dict[str, float]:
     }
 
 
+def _import_ms(code: str) -> float:
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def cold_start(runs: int = 15) -> dict[str, Any]:
-    """Importing functions/api/app.py (building the app) in a fresh interpreter, as Lambda's init does."""
-    code = (
+    """Importing functions/api/app.py (building the app) in a fresh interpreter, as Lambda's init does,
+    against a bare ``import fastapi, mangum`` in the same venv, interleaved run by run."""
+    handler = (
         "import time, importlib.util as u; t = time.perf_counter(); "
         "s = u.spec_from_file_location('app', 'functions/api/app.py'); m = u.module_from_spec(s); "
         "s.loader.exec_module(m); print((time.perf_counter() - t) * 1000)"
     )
-    samples = []
+    bare = "import time; t = time.perf_counter(); import fastapi, mangum; print((time.perf_counter() - t) * 1000)"
+    samples, baseline = [], []
     for _ in range(runs):
-        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-        samples.append(float(out.stdout.strip().splitlines()[-1]))
-    stats = _median_p90(samples)
-    return {"handler import ms (median)": stats["median"], "handler import ms (p90)": stats["p90"], "runs": runs}
+        samples.append(_import_ms(handler))
+        baseline.append(_import_ms(bare))
+    stats, base = _median_p90(samples), _median_p90(baseline)
+    return {
+        "handler import ms (median)": stats["median"],
+        "handler import ms (p90)": stats["p90"],
+        "bare import fastapi, mangum ms (median)": base["median"],
+        "handler / bare (bar <= 1.15)": round(stats["median"] / base["median"], 2),
+        "runs": runs,
+    }
 
 
 def _free_port() -> int:
@@ -240,63 +253,133 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
     raise TimeoutError(url)
 
 
-def overhead() -> dict[str, Any]:
-    """Time Heimdall adds over calling the provider directly: same client, same fake upstream
-    (the test suite's OpenAI fake), gateway and upstream each in their own process, interleaved."""
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (from /proc: Linux only)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _post(client: httpx.Client, url: str, model: str, audio: bytes, key: str) -> float:
+    started = time.perf_counter()
+    response = client.post(
+        url,
+        files={"file": ("a.wav", audio, "audio/wav")},
+        data={"model": model},
+        headers={"authorization": f"Bearer {key}"},
+    )
+    elapsed = (time.perf_counter() - started) * 1000
+    assert response.status_code == 200, response.text
+    return elapsed
+
+
+def _concurrent(url: str, model: str, audio: bytes, key: str, clients: int, each: int) -> list[float]:
+    """Latencies of ``clients`` clients sending ``each`` requests at once, each on its own connection."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one_client() -> list[float]:
+        with httpx.Client(timeout=120) as client:
+            _post(client, url, model, audio, key)  # its connection, warm
+            return [_post(client, url, model, audio, key) for _ in range(each)]
+
+    with ThreadPoolExecutor(clients) as pool:
+        return [ms for latencies in pool.map(lambda _: one_client(), range(clients)) for ms in latencies]
+
+
+def _percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def _serve_as_installed(tree: Path) -> str:
+    """``python -m heimdall`` as that tree would be installed: uvicorn picks uvloop and httptools when
+    they are importable, so a tree whose dependencies lack them runs without them."""
+    missing = [name for name in ("uvloop", "httptools") if name not in (tree / "pyproject.toml").read_text()]
+    block = "".join(f"sys.modules[{name!r}] = None; " for name in missing)
+    return f"import runpy, sys; {block}runpy.run_module('heimdall', run_name='__main__')"
+
+
+def overhead(rounds: int = 3) -> dict[str, Any]:
+    """Time and CPU Heimdall adds over calling the provider directly: same client, same fake upstream
+    (the test suite's OpenAI fake), gateway and upstream each in their own process, requests to each
+    interleaved one by one, ``rounds`` times; then 8 concurrent clients at 100 KB against each. With
+    HEIMDALL_BENCH_BEFORE=<another checkout>, that tree's gateway runs alongside as a third column, so
+    a change is measured before and after in one run. Prints the table; p50s are medians over every
+    request of every round."""
     import tempfile
 
     key = "sk-bench-0123456789"
-    fake_port, gateway_port = _free_port(), _free_port()
+    fake_port = _free_port()
+    trees = {"Heimdall": ROOT}
+    if os.environ.get("HEIMDALL_BENCH_BEFORE"):
+        trees["before"] = Path(os.environ["HEIMDALL_BENCH_BEFORE"]).resolve()
     processes = []
     results: dict[str, Any] = {}
+    lines = []
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "config.json"
         config.write_text(json.dumps({"providers": {"openai": {
             "keys": [{"value": key}],
             "network_config": {"base_url": f"http://127.0.0.1:{fake_port}", "max_retries": 0}}}}))  # fmt: skip
-        env = {
-            **os.environ,
-            "PORT": str(gateway_port),
-            "HEIMDALL_CONFIG": str(config),
-            "POWERTOOLS_LOG_LEVEL": "WARNING",
-        }
         try:
             processes.append(subprocess.Popen([sys.executable, "-m", "benchmarks.fake_upstream", str(fake_port), key],
                                               cwd=ROOT, stdout=subprocess.DEVNULL))  # fmt: skip
-            processes.append(subprocess.Popen([sys.executable, "-m", "heimdall"], cwd=ROOT, env=env,
-                                              stdout=subprocess.DEVNULL))  # fmt: skip
             _wait_healthy(f"http://127.0.0.1:{fake_port}/", processes[0])
-            _wait_healthy(f"http://127.0.0.1:{gateway_port}/health", processes[1])
+            targets = {"direct": (f"http://127.0.0.1:{fake_port}/v1/audio/transcriptions", "whisper-1", 0)}
+            for name, tree in trees.items():
+                port = _free_port()
+                env = {**os.environ, "PORT": str(port), "HEIMDALL_CONFIG": str(config),
+                       "POWERTOOLS_LOG_LEVEL": "WARNING", "PYTHONPATH": str(tree / "layers" / "heimdall")}  # fmt: skip
+                process = subprocess.Popen([sys.executable, "-c", _serve_as_installed(tree)], cwd=tree, env=env,
+                                           stdout=subprocess.DEVNULL)  # fmt: skip
+                processes.append(process)
+                _wait_healthy(f"http://127.0.0.1:{port}/health", process)
+                targets[name] = (f"http://127.0.0.1:{port}/v1/audio/transcriptions", "openai/whisper-1", process.pid)
+            header = f"   {'':<18} {'p50 ms':>8} {'overhead':>9} {'ratio':>6} {'CPU/req':>8}"
             with httpx.Client(timeout=120) as client:
                 for label, size, runs in (("100 KB", 100_000, 200), ("10 MB", 10_000_000, 30)):
                     audio = _wav(size / 32000)
-                    direct: list[float] = []
-                    gateway: list[float] = []
-                    for index in range(runs + 3):
-                        for target, model, samples in (
-                            (f"http://127.0.0.1:{fake_port}/v1/audio/transcriptions", "whisper-1", direct),
-                            (f"http://127.0.0.1:{gateway_port}/v1/audio/transcriptions", "openai/whisper-1", gateway),
-                        ):
-                            started = time.perf_counter()
-                            response = client.post(
-                                target,
-                                files={"file": ("a.wav", audio, "audio/wav")},
-                                data={"model": model},
-                                headers={"authorization": f"Bearer {key}"},
-                            )
-                            elapsed = (time.perf_counter() - started) * 1000
-                            assert response.status_code == 200, response.text
-                            if index >= 3:  # warm-up excluded
-                                samples.append(elapsed)
-                    results[f"{label}: direct p50 ms"] = round(statistics.median(direct), 2)
-                    results[f"{label}: via Heimdall p50 ms"] = round(statistics.median(gateway), 2)
-                    results[f"{label}: overhead p50 ms"] = round(
-                        statistics.median(gateway) - statistics.median(direct), 2
-                    )
+                    latencies: dict[str, list[float]] = {name: [] for name in targets}
+                    cpu = dict.fromkeys(targets, 0.0)
+                    for url, model, _ in targets.values():  # warm-up, not counted
+                        for _ in range(3):
+                            _post(client, url, model, audio, key)
+                    for _ in range(rounds * runs):
+                        for name, (url, model, pid) in targets.items():
+                            before = _cpu_seconds(pid) if pid else 0.0
+                            latencies[name].append(_post(client, url, model, audio, key))
+                            cpu[name] += (_cpu_seconds(pid) - before) if pid else 0.0
+                    direct = statistics.median(latencies["direct"])
+                    lines += [f"   {label}, 1 client", header]
+                    for name, samples in latencies.items():
+                        p50 = statistics.median(samples)
+                        cpu_ms = cpu[name] * 1000 / len(samples)
+                        prefix = f"{label}: {name}"
+                        results[f"{prefix} p50 ms"] = round(p50, 2)
+                        if name == "direct":
+                            lines.append(f"   {name:<18} {p50:>8.2f}")
+                            continue
+                        results[f"{prefix} overhead p50 ms"] = round(p50 - direct, 2)
+                        results[f"{prefix} / direct"] = round(p50 / direct, 2)
+                        results[f"{prefix} CPU ms per request"] = round(cpu_ms, 2)
+                        lines.append(
+                            f"   {name:<18} {p50:>8.2f} {p50 - direct:>9.2f} {p50 / direct:>5.2f}x {cpu_ms:>8.2f}"
+                        )
+            audio = _wav(100_000 / 32000)
+            concurrent: dict[str, list[float]] = {name: [] for name in targets}
+            for _ in range(rounds):
+                for name, (url, model, _) in targets.items():
+                    concurrent[name] += _concurrent(url, model, audio, key, clients=8, each=25)
+            lines += ["   100 KB, 8 clients", f"   {'':<18} {'p50 ms':>8} {'p99 ms':>9}"]
+            for name, samples in concurrent.items():
+                p50, p99 = _percentile(samples, 0.5), _percentile(samples, 0.99)
+                results[f"100 KB, 8 clients: {name} p50 ms"] = round(p50, 2)
+                results[f"100 KB, 8 clients: {name} p99 ms"] = round(p99, 2)
+                lines.append(f"   {name:<18} {p50:>8.2f} {p99:>9.2f}")
         finally:
             for process in processes:
                 process.terminate()
                 process.wait(timeout=10)
+    print("\n".join(lines))
     return results
 
 

@@ -30,7 +30,7 @@ from heimdall.core.parameters import build_request, check_model_name
 from heimdall.core.types import TranscriptionRequest
 from heimdall.governance.governor import Governor, Ticket
 from heimdall.providers.local import LocalProvider, engine_installed
-from heimdall.routing import RoutedTranscript, Router, deadline_for
+from heimdall.routing import RoutedStream, RoutedTranscript, Router, deadline_for
 
 # API Gateway's 6 MB Lambda payload, less base64 and the form around the audio.
 API_GATEWAY_DIRECT_BYTES = 4 * 1024 * 1024
@@ -142,22 +142,29 @@ async def transcribe(request: Request, deployment_id: str | None, api_version: s
         if audio.size == 0:
             raise InvalidRequest("The uploaded file is empty.", param="file", code="empty_file")
         audio = audio.with_format(transcription.file_format)
-        seconds = await run_in_threadpool(check_audio, audio, config.client_config.max_audio_seconds)
-        ticket = await run_in_threadpool(
-            governor.admit, router, key.id if key else None, transcription, audio, seconds, request.headers, log
-        )  # limits and the cache, before any provider call
-        if transcription.stream:
-            streamed = await run_in_threadpool(governor.open_stream, router, ticket, audio, _deadline(request))
-            log.update(provider=streamed.target.provider, model_deployment=streamed.target.model,
-                       fallback_index=streamed.fallback_index, stream=True)  # fmt: skip
-            events = event_stream(
-                streamed, transcription, event_id=request.scope["state"]["event_id"], log=log, on_close=form.close
-            )
+        event_id = request.scope["state"]["event_id"]
+        deadline = _deadline(request)
+        key_id = key.id if key else None
+
+        def check_and_route() -> tuple[RoutedTranscript | RoutedStream, dict[str, Any] | None, int]:
+            """Everything that blocks, in one hand-off to a worker thread (each costs about as much CPU
+            as parsing the request): the audio check, limits and the cache, the provider calls."""
+            nonlocal ticket
+            seconds = check_audio(audio, config.client_config.max_audio_seconds)
+            ticket = governor.admit(router, key_id, transcription, audio, seconds, request.headers, log)
+            if transcription.stream:
+                return governor.open_stream(router, ticket, audio, deadline), None, 0
+            started = time.perf_counter()
+            routed, cache_debug = governor.transcribe(router, ticket, audio, deadline)
+            return routed, cache_debug, round((time.perf_counter() - started) * 1000)
+
+        routed, cache_debug, latency_ms = await run_in_threadpool(check_and_route)
+        if isinstance(routed, RoutedStream):
+            log.update(provider=routed.target.provider, model_deployment=routed.target.model,
+                       fallback_index=routed.fallback_index, stream=True)  # fmt: skip
+            events = event_stream(routed, transcription, event_id=event_id, log=log, on_close=form.close)
             handed_to_stream = True  # the stream closes the upload when it ends
             return StreamingResponse(events, media_type="text/event-stream", headers=STREAM_HEADERS)
-        started = time.perf_counter()
-        routed, cache_debug = await run_in_threadpool(governor.transcribe, router, ticket, audio, _deadline(request))
-        latency_ms = round((time.perf_counter() - started) * 1000)
     finally:
         if ticket is not None and not ticket.settled:
             await run_in_threadpool(governor.close, ticket)  # refused or failed before a provider answered

@@ -19,7 +19,7 @@ from heimdall.core.languages import language_name
 from heimdall.core.segments import segments_from_words
 from heimdall.core.types import AudioInput, Segment, Transcript, TranscriptionRequest, Usage, Word
 from heimdall.providers.base import Capabilities
-from heimdall.providers.upstream import Call, HttpProvider
+from heimdall.providers.upstream import Call, HttpProvider, StreamedBody
 from heimdall.providers.wire import ErrorBody, Seconds, WireModel
 
 MAX_FILE_BYTES = 2 * 1024 * 1024 * 1024
@@ -121,7 +121,7 @@ class DeepgramProvider(HttpProvider):
                 "Content-Type": audio.content_type,
                 "Accept": "application/json",
             },
-            data=audio.rewind(),  # streamed from the spooled upload
+            data=StreamedBody(audio, audio.content_type),  # the audio itself, streamed from the upload
             errors=DeepgramErrorBody,
         )
         return self.upstream.answer(response, DeepgramTranscription, call).canonical()

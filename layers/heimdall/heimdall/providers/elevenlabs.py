@@ -19,8 +19,7 @@ from heimdall.core.languages import language_name
 from heimdall.core.segments import segments_from_words
 from heimdall.core.types import AudioInput, Transcript, TranscriptionRequest, Usage, Word
 from heimdall.providers.base import Capabilities
-from heimdall.providers.openai_compatible import multipart
-from heimdall.providers.upstream import Call, HttpProvider
+from heimdall.providers.upstream import Call, HttpProvider, multipart
 from heimdall.providers.wire import ErrorBody, Seconds, WireModel
 
 MAX_FILE_BYTES = 3 * 1024 * 1024 * 1024

@@ -29,8 +29,8 @@ from heimdall.core.types import (
     Word,
 )
 from heimdall.providers.base import Capabilities
-from heimdall.providers.openai_compatible import SEGMENT_FORMATS, multipart
-from heimdall.providers.upstream import Call, HttpProvider
+from heimdall.providers.openai_compatible import SEGMENT_FORMATS
+from heimdall.providers.upstream import Call, HttpProvider, multipart
 from heimdall.providers.wire import Count, OpenAIErrorBody, Seconds, WireModel
 
 MAX_FILE_BYTES = 1024 * 1024 * 1024

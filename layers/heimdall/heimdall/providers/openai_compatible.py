@@ -29,7 +29,7 @@ from heimdall.core.types import (
     Word,
 )
 from heimdall.providers.base import Capabilities, stream_from_transcript
-from heimdall.providers.upstream import Call, HttpProvider
+from heimdall.providers.upstream import Call, HttpProvider, multipart
 from heimdall.providers.wire import Count, OpenAIErrorBody, Seconds, WireModel
 
 SEGMENT_FORMATS = frozenset({ResponseFormat.SRT, ResponseFormat.VTT, ResponseFormat.VERBOSE_JSON})
@@ -53,14 +53,6 @@ def openai_fields(model: str, request: TranscriptionRequest, response_format: st
     fields += [("timestamp_granularities[]", str(g)) for g in sorted(request.timestamp_granularities)]
     fields += [("include[]", item) for item in request.include]
     return fields
-
-
-def multipart(fields: list[tuple[str, str]], audio: AudioInput, file_field: str = "file") -> Any:
-    """A streaming multipart body: the audio is read from its spooled file as it is sent."""
-    from requests_toolbelt import MultipartEncoder
-
-    parts: list[tuple[str, Any]] = [*fields, (file_field, (audio.filename, audio.rewind(), audio.content_type))]
-    return MultipartEncoder(fields=parts)
 
 
 class OpenAIWord(WireModel):

@@ -14,6 +14,7 @@ import json
 import math
 import random
 import re
+import secrets
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -33,6 +34,7 @@ from heimdall.core.errors import (
     ProviderTimeout,
     RateLimited,
 )
+from heimdall.core.types import AudioInput
 from heimdall.providers.wire import ErrorBody, WireModel, invalid_answer, parse_answer
 
 if TYPE_CHECKING:
@@ -48,6 +50,8 @@ MAX_ERROR_BYTES = 64 * 1024
 #: One server-sent event: a delta, or a done event with the whole text.
 MAX_EVENT_BYTES = 1024 * 1024
 _READ_BLOCK = 256 * 1024
+_SEND_BLOCK = 1024 * 1024
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _EVENT_BLOCK = 512  # requests' own line-reading size: events go on as soon as they arrive
 
 
@@ -102,22 +106,12 @@ class Upstream:
                 import urllib.request  # pulls in http.client and ssl: paid on first use, not at start-up
 
                 import requests
-                from requests.adapters import HTTPAdapter
-
-                class LargeBlocks(HTTPAdapter):
-                    """Sends bodies in 1 MiB blocks (urllib3's default is 16 KiB: a 10 MB upload
-                    would take 640 read-and-send rounds through the multipart encoder)."""
-
-                    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-                        super().init_poolmanager(*args, **{**kwargs, "blocksize": 1024 * 1024})
 
                 session = requests.Session()
                 # requests re-reads proxy variables and ~/.netrc on every call when trust_env is on
                 # (about 1 ms a request); read the proxies once instead. NO_PROXY is not consulted.
                 session.trust_env = False
                 session.proxies = {k: v for k, v in urllib.request.getproxies().items() if k in ("http", "https")}
-                session.mount("https://", LargeBlocks())
-                session.mount("http://", LargeBlocks())
                 self._session = session
             return self._session
 
@@ -291,6 +285,48 @@ class Upstream:
 
     def _too_large(self, limit: int) -> ProviderFailed:
         return invalid_answer(self.provider, f"sent an answer over {limit // 1024} KiB")
+
+
+class StreamedBody:
+    """A request body of known length — ``head``, the audio read from its file in 1 MiB blocks,
+    ``tail`` — that requests sends with ``Content-Length`` as it iterates. Unlike a buffering multipart
+    encoder it copies no byte through a buffer of its own, and never asks the file for ``fileno()``
+    (which moves a small spooled upload from memory to disk)."""
+
+    def __init__(self, audio: AudioInput, content_type: str, head: bytes = b"", tail: bytes = b"") -> None:
+        self.audio = audio
+        self.content_type = content_type
+        self.head = head
+        self.tail = tail
+
+    def __len__(self) -> int:
+        return len(self.head) + self.audio.size + len(self.tail)
+
+    def __iter__(self) -> Iterator[bytes]:
+        if self.head:
+            yield self.head
+        source = self.audio.rewind()
+        while block := source.read(_SEND_BLOCK):
+            yield block
+        if self.tail:
+            yield self.tail
+
+
+def multipart(fields: list[tuple[str, str]], audio: AudioInput, file_field: str = "file") -> StreamedBody:
+    """``multipart/form-data``: the fields, then the audio with the client's filename and content type
+    (parameters encoded as browsers and urllib3 do: ``"`` and line breaks percent-escaped)."""
+    from urllib3.fields import format_multipart_header_param as param
+
+    boundary = secrets.token_hex(16)
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; {param("name", name)}\r\n\r\n{value}\r\n'
+             for name, value in fields]  # fmt: skip
+    parts.append(
+        f"--{boundary}\r\nContent-Disposition: form-data; {param('name', file_field)}; "
+        f"{param('filename', audio.filename)}\r\nContent-Type: {_CONTROL.sub('', audio.content_type)}\r\n\r\n"
+    )
+    return StreamedBody(
+        audio, f"multipart/form-data; boundary={boundary}", "".join(parts).encode(), f"\r\n--{boundary}--\r\n".encode()
+    )
 
 
 class HttpProvider:
