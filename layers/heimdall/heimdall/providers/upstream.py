@@ -1,7 +1,7 @@
 """What every HTTP provider shares: the session, key choice, timeouts, and error mapping.
 
-One ``requests.Session`` per provider, created on first use and reused across requests (and across
-invocations of a warm Lambda). Failures map as docs/api.md says: timeout → 504; connection reset,
+One urllib3 connection pool per provider, created on first use and reused across requests (and
+across invocations of a warm Lambda). Failures map as docs/api.md says: timeout → 504; connection reset,
 HTML page, truncated, oversized or unparseable body, or JSON of the wrong shape → 502; upstream 429 →
 429 with ``Retry-After``; upstream 5xx → 502; the provider's own JSON message is relayed
 (``is_bifrost_error: false``), never raw HTML and never a key, even when the provider echoes one.
@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from pydantic_core import from_json
 
@@ -38,7 +38,7 @@ from heimdall.core.types import AudioInput
 from heimdall.providers.wire import ErrorBody, WireModel, invalid_answer, parse_answer
 
 if TYPE_CHECKING:
-    import requests
+    import urllib3
 
 M = TypeVar("M", bound=WireModel)
 _REDACTED = "[redacted]"
@@ -52,7 +52,7 @@ MAX_EVENT_BYTES = 1024 * 1024
 _READ_BLOCK = 256 * 1024
 _SEND_BLOCK = 1024 * 1024
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_EVENT_BLOCK = 512  # requests' own line-reading size: events go on as soon as they arrive
+_EVENT_BLOCK = 512  # small reads: an event goes on as soon as it arrives
 
 
 @dataclass(frozen=True)
@@ -96,24 +96,24 @@ class Upstream:
         self.network = network
         self.base_url = (network.base_url or default_base_url).rstrip("/")
         self.redact = Redactor(secrets)
-        self._session: requests.Session | None = None
+        self._pools: dict[str, urllib3.PoolManager] | None = None
         self._lock = threading.Lock()
 
-    @property
-    def session(self) -> requests.Session:
+    def pool(self, url: str) -> urllib3.PoolManager:
+        """The connection pool for ``url``'s scheme: through the proxy the environment names for it,
+        read once (``NO_PROXY`` is not consulted)."""
         with self._lock:
-            if self._session is None:
+            if self._pools is None:
                 import urllib.request  # pulls in http.client and ssl: paid on first use, not at start-up
 
-                import requests
+                import urllib3
 
-                session = requests.Session()
-                # requests re-reads proxy variables and ~/.netrc on every call when trust_env is on
-                # (about 1 ms a request); read the proxies once instead. NO_PROXY is not consulted.
-                session.trust_env = False
-                session.proxies = {k: v for k, v in urllib.request.getproxies().items() if k in ("http", "https")}
-                self._session = session
-            return self._session
+                proxies = urllib.request.getproxies()
+                self._pools = {
+                    scheme: urllib3.ProxyManager(proxies[scheme]) if proxies.get(scheme) else urllib3.PoolManager()
+                    for scheme in ("http", "https")
+                }
+            return self._pools["https" if url.startswith("https:") else "http"]
 
     def post(
         self,
@@ -123,26 +123,32 @@ class Upstream:
         headers: Mapping[str, str],
         errors: type[ErrorBody],
         params: Mapping[str, str] | None = None,
-        data: Any = None,
-    ) -> requests.Response:
+        data: StreamedBody | Iterable[bytes] | None = None,
+    ) -> urllib3.BaseHTTPResponse:
         """POST and return a 2xx response whose body is still to be read (``answer`` or ``events``),
-        or raise the mapped error."""
-        import requests
+        or raise the mapped error. Redirects are not followed: a provider's API does not move."""
+        import urllib3
+        from urllib3.exceptions import HTTPError, TimeoutError
 
+        sent = {"Accept-Encoding": "gzip, deflate", **headers}
+        if isinstance(data, StreamedBody):
+            sent["Content-Length"] = str(len(data))  # sent as is, not chunked
         try:
-            response = self.session.post(
-                url,
-                params=params,
-                data=data,
-                headers=dict(headers),
-                timeout=(min(call.timeout, 10.0), call.timeout),
-                stream=True,  # read by Heimdall, bounded in size and time
+            response = self.pool(url).urlopen(
+                "POST",
+                f"{url}?{urlencode(params)}" if params else url,
+                body=data,
+                headers=sent,
+                timeout=urllib3.Timeout(connect=min(call.timeout, 10.0), read=call.timeout),
+                retries=False,  # the router retries, with backoff and a budget
+                redirect=False,
+                preload_content=False,  # read by Heimdall, bounded in size and time
             )
-        except requests.Timeout:
+        except TimeoutError:
             raise self.timeout(call) from None
-        except requests.RequestException as exc:
+        except (HTTPError, OSError) as exc:
             raise self.unreachable("could not be reached or dropped the connection", exc) from None
-        if response.status_code >= 400:
+        if response.status >= 400:
             raise self.error_from(response, errors, call)
         return response
 
@@ -155,8 +161,8 @@ class Upstream:
             f"{self.provider} {what} ({type(exc).__name__}).", code="provider_unreachable", provider=self.provider
         )
 
-    def error_from(self, response: requests.Response, errors: type[ErrorBody], call: Call) -> HeimdallError:
-        status = response.status_code
+    def error_from(self, response: urllib3.BaseHTTPResponse, errors: type[ErrorBody], call: Call) -> HeimdallError:
+        status = response.status
         message = self._message(response, errors, call)
         common: dict[str, Any] = {"provider": self.provider, "is_bifrost_error": False}
         if status == 429:
@@ -173,21 +179,21 @@ class Upstream:
             return InvalidRequest(message, code="upstream_rejected", client_fault=True, **common)
         return ProviderFailed(message, code=f"upstream_{status}", **common)
 
-    def _message(self, response: requests.Response, errors: type[ErrorBody], call: Call) -> str:
+    def _message(self, response: urllib3.BaseHTTPResponse, errors: type[ErrorBody], call: Call) -> str:
         """The provider's own message from an error body of the shape it documents; nothing from an
         HTML page, a truncated or oversized body, or JSON of another shape."""
         try:
             extracted = errors.model_validate(_json(self._read(response, call, MAX_ERROR_BYTES))).message()
         except (HeimdallError, ValueError, RecursionError):  # pydantic's ValidationError is a ValueError
             extracted = None
-        text = extracted or f"{self.provider} answered HTTP {response.status_code} without a readable error message."
+        text = extracted or f"{self.provider} answered HTTP {response.status} without a readable error message."
         return self.relayed(text)
 
     def relayed(self, text: str) -> str:
         """A provider's message as a client may see it: no secret, bounded length."""
         return self.redact(text)[:_MAX_MESSAGE]
 
-    def answer(self, response: requests.Response, model: type[M], call: Call) -> M:
+    def answer(self, response: urllib3.BaseHTTPResponse, model: type[M], call: Call) -> M:
         """The body as ``model``; a 502 for a body that is truncated, HTML, not JSON, over
         MAX_ANSWER_BYTES or of the wrong shape; a 504 when it trickles in past the call's timeout."""
         body = self._read(response, call, MAX_ANSWER_BYTES)
@@ -201,7 +207,7 @@ class Upstream:
         return parse_answer(model, document, self.provider)
 
     def events(
-        self, response: requests.Response, models: Mapping[str, type[WireModel]], call: Call
+        self, response: urllib3.BaseHTTPResponse, models: Mapping[str, type[WireModel]], call: Call
     ) -> Iterator[WireModel]:
         """The events of a server-sent event stream (``data: {...}`` lines; ``[DONE]`` ends it), each
         validated by the model registered for its ``type`` (an object without one but with ``error``
@@ -222,7 +228,7 @@ class Upstream:
             if model is not None:
                 yield parse_answer(model, event, self.provider)
 
-    def _read(self, response: requests.Response, call: Call, limit: int) -> bytes:
+    def _read(self, response: urllib3.BaseHTTPResponse, call: Call, limit: int) -> bytes:
         """The whole body, at most ``limit`` bytes (decoded), within ``call.timeout`` from its first byte."""
         declared = response.headers.get("content-length", "")
         if declared.isascii() and declared.isdigit() and int(declared) > limit:  # '²'.isdigit() too
@@ -232,7 +238,7 @@ class Upstream:
         size = 0
         ends = time.monotonic() + call.timeout
         with self._reading(response, call):
-            for chunk in response.iter_content(_READ_BLOCK):
+            for chunk in response.stream(_READ_BLOCK):
                 size += len(chunk)
                 if size > limit:
                     raise self._too_large(limit)
@@ -241,14 +247,14 @@ class Upstream:
                 chunks.append(chunk)
         return b"".join(chunks)
 
-    def _data_lines(self, response: requests.Response, call: Call) -> Iterator[bytes]:
+    def _data_lines(self, response: urllib3.BaseHTTPResponse, call: Call) -> Iterator[bytes]:
         """The ``data:`` payloads of an event stream; each line at most MAX_EVENT_BYTES, the whole
         stream at most MAX_ANSWER_BYTES and ``call.timeout``."""
         pending = bytearray()
         size = 0
         ends = time.monotonic() + call.timeout
         with self._reading(response, call):
-            for chunk in response.iter_content(_EVENT_BLOCK):
+            for chunk in response.stream(_EVENT_BLOCK):
                 size += len(chunk)
                 if size > MAX_ANSWER_BYTES:
                     raise self._too_large(MAX_ANSWER_BYTES)
@@ -267,21 +273,20 @@ class Upstream:
                 yield bytes(pending[5:]).strip()
 
     @contextmanager
-    def _reading(self, response: requests.Response, call: Call) -> Iterator[None]:
-        """Maps a failure while reading a body; the connection is released whatever happens."""
-        import requests
-        from urllib3.exceptions import ReadTimeoutError
+    def _reading(self, response: urllib3.BaseHTTPResponse, call: Call) -> Iterator[None]:
+        """Maps a failure while reading a body. A body read to its end has already given its connection
+        back to the pool; one left unread has it closed (and the pool opens another)."""
+        from urllib3.exceptions import HTTPError, ReadTimeoutError
 
         try:
             yield
-        except requests.ConnectionError as exc:
-            if exc.args and isinstance(exc.args[0], ReadTimeoutError):
-                raise self.timeout(call) from None
+        except ReadTimeoutError:
+            raise self.timeout(call) from None
+        except (HTTPError, OSError) as exc:
             raise self.unreachable("dropped the connection while answering", exc) from None
-        except requests.RequestException as exc:
-            raise self.unreachable("sent a broken answer", exc) from None
         finally:
             response.close()
+            response.release_conn()
 
     def _too_large(self, limit: int) -> ProviderFailed:
         return invalid_answer(self.provider, f"sent an answer over {limit // 1024} KiB")
@@ -289,7 +294,7 @@ class Upstream:
 
 class StreamedBody:
     """A request body of known length — ``head``, the audio read from its file in 1 MiB blocks,
-    ``tail`` — that requests sends with ``Content-Length`` as it iterates. Unlike a buffering multipart
+    ``tail`` — sent with ``Content-Length`` as it is iterated. Unlike a buffering multipart
     encoder it copies no byte through a buffer of its own, and never asks the file for ``fileno()``
     (which moves a small spooled upload from memory to disk)."""
 
