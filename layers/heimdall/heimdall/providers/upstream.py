@@ -1,4 +1,4 @@
-"""What every HTTP provider shares: the session, key choice, timeouts, and error mapping.
+"""What every HTTP provider shares: the connection pool, key choice, bodies, timeouts, and error mapping.
 
 One urllib3 connection pool per provider, created on first use and reused across requests (and
 across invocations of a warm Lambda). Failures map as docs/api.md says: timeout → 504; connection reset,
