@@ -70,3 +70,16 @@ def test_a_damaged_part_is_refused_and_leaves_no_model(tmp_path: Path, monkeypat
     with pytest.raises(WeightsMissing):
         MODELS["base"].weights(tmp_path / "models")
     assert not list((tmp_path / "models").rglob("model.bin"))
+
+
+def test_an_unwritable_model_directory_is_a_503_naming_the_setting(tmp_path: Path) -> None:
+    from heimdall.core.errors import EngineUnavailable
+    from heimdall.providers.local import LocalEngineOptions
+
+    blocked = tmp_path / "file"
+    blocked.write_text("a file where the model directory should be")
+    provider = LocalProvider(LocalEngineOptions(model_dir=str(blocked / "models")))
+    with pytest.raises(EngineUnavailable) as caught:
+        provider._whisper(MODELS["base"])
+    assert caught.value.status_code == 503
+    assert "model_dir" in caught.value.message

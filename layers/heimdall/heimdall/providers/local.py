@@ -142,6 +142,12 @@ class LocalProvider:
                     from faster_whisper import WhisperModel
 
                     weights = spec.weights(Path(self.options.model_dir))
+                except OSError as exc:  # the model directory cannot be written (a read-only file system)
+                    raise EngineUnavailable(
+                        f"The local engine's model {spec.id} cannot be prepared here: "
+                        f"{self.options.model_dir} is not writable (set providers.local.model_dir).",
+                        provider=self.name,
+                    ) from exc
                 except (ImportError, WeightsMissing) as exc:
                     raise EngineUnavailable(
                         f"The local engine's model {spec.id} is not installed in this deployment "
