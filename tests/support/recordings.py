@@ -115,7 +115,8 @@ def _fetch() -> Path:
 
 
 def prompts() -> list[tuple[np.ndarray, str]]:
-    """Every spoken prompt (no tones, no symbols read aloud) as 16 kHz PCM with its text, by name."""
+    """Every spoken prompt as 16 kHz PCM with its text, sorted by text: no tones ("[beep]"), no
+    silences ("(5 seconds of silence)"), no symbols read aloud ("press *")."""
     import av
 
     root = _fetch()
@@ -125,7 +126,7 @@ def prompts() -> list[tuple[np.ndarray, str]]:
     for line in lines:
         name, _, text = line.partition(": ")
         path = root / SOUNDS / f"{name}.wav"
-        if line.startswith(";") or not text or "[" in text or re.search(r"[*#]", text) or not path.exists():
+        if line.startswith(";") or not text or re.search(r"[][()*#]", text) or not path.exists():
             continue
         with av.open(str(path)) as container:
             resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
