@@ -61,7 +61,8 @@ DECODING: dict[str, Any] = {
     # Whisper's gzip test takes the faithful transcript of repetitive speech for a loop (six copies
     # of one prompt compress 6.5:1, the limit is 2.4) and resamples the window at rising
     # temperatures, whose guesses skipped minutes of audio. Loops are kept from starting instead:
-    # no conditioning, and silence (what Whisper hallucinates on) removed by VAD first.
+    # no conditioning, silence (what Whisper hallucinates on) never decoded, and each piece
+    # (speech_pieces) decoded on its own.
     "compression_ratio_threshold": None,
     # A window Whisper is unsure of (mean log-probability under -1) is still tried again warmer,
     # and one that is unsure and likely silence is dropped (VAD already took most silence out).
@@ -145,7 +146,7 @@ class LocalProvider:
                 except OSError as exc:  # the model directory cannot be written (a read-only file system)
                     raise EngineUnavailable(
                         f"The local engine's model {spec.id} cannot be prepared here: "
-                        f"{self.options.model_dir} is not writable (set providers.local.model_dir).",
+                        "its model directory (providers.local.model_dir) is not writable.",
                         provider=self.name,
                     ) from exc
                 except (ImportError, WeightsMissing) as exc:
