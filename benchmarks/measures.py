@@ -664,11 +664,16 @@ def job_after_death() -> dict[str, Any]:
     }
 
 
+from benchmarks.engine import engine_cold_start, engine_cost, engine_quality  # noqa: E402 - named below
+
 ALL: dict[str, Callable[[], dict[str, Any]]] = {
     "job_after_death": job_after_death,
     "model_load": model_load,
     "hostile_input": hostile_input,
     "slow_clients": slow_clients,
+    "engine_cold_start": engine_cold_start,
+    "engine_cost": engine_cost,
+    "engine_quality": engine_quality,
     "ingest_memory": ingest_memory,
     "first_delta": first_delta,
     "overhead": overhead,

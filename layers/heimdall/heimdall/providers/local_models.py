@@ -11,8 +11,8 @@ image's requirements), in CTranslate2's format, so nothing is downloaded at run 
   (config ``local.model_dir``, default ``HEIMDALL_MODEL_DIR`` or the user's cache; the container
   image joins them at build time).
 
-``realtime_factor`` is the speed each model is declared with: seconds of decoding per second of
-audio, warm, int8 on two threads of the development machine (``make bench`` measures it again).
+``realtime_factor`` is the speed each model is declared with: CPU seconds of decoding per second
+of audio, warm, int8, one thread (what a one-vCPU Lambda takes; ``make bench`` measures it again).
 """
 
 from __future__ import annotations
@@ -111,8 +111,8 @@ def _installed(distribution: str) -> bool:
 MODELS: dict[str, LocalModel] = {
     model.id: model
     for model in (
-        LocalModel("tiny.en", frozenset({"en"}), True, realtime_factor=0.07, extra="local", weights=_tiny_en),
-        LocalModel("base", None, True, realtime_factor=0.15, extra="multilingual", weights=_base),
+        LocalModel("tiny.en", frozenset({"en"}), True, realtime_factor=0.09, extra="local", weights=_tiny_en),
+        LocalModel("base", None, True, realtime_factor=0.16, extra="multilingual", weights=_base),
     )
 }
 DEFAULT = "tiny.en"
