@@ -134,28 +134,16 @@ def quality_rows(settings: str) -> dict[str, Any]:
     from heimdall.core.types import AudioInput, TranscriptionRequest
     from heimdall.providers import local
     from tests.support import recordings
-    from tests.support.speech import FILES, TRANSCRIPTS
 
     if settings == "previous":  # faster-whisper's own VAD path, its default thresholds
         local.DECODING.update(PREVIOUS)
         local.speech_pieces = lambda samples: []
     provider = local.LocalProvider()
 
-    def hello(seconds: float, pause: float) -> recordings.Recording:
-        import av
-        import numpy as np
-
-        with av.open(str(FILES["hello"])) as container:
-            resampler = av.AudioResampler(format="s16", layout="mono", rate=recordings.RATE)
-            frames = [f for frame in container.decode(audio=0) for f in resampler.resample(frame)]
-        pcm = np.concatenate([f.to_ndarray().reshape(-1) for f in frames]).astype(np.int16)
-        count = int(seconds // (len(pcm) / recordings.RATE + pause)) + 1
-        return recordings.assemble([(pcm, TRANSCRIPTS["hello"])] * count, [pause] * count)
-
     built = {
         "continuous speech, 3 min": lambda: recordings.continuous(180),
         "one IVR prompt repeated, 2 s pauses, 160 s": lambda: recordings.repetitive("Please enter your pass", 160, 2.0),
-        "hello.wav repeated, 2 s pauses, 160 s": lambda: hello(160, 2.0),
+        "hello.wav repeated, 2 s pauses, 160 s": lambda: recordings.fixture_repeated("hello", 160, 2.0),
         "prompts in 5-20 s silences, 5 min": lambda: recordings.sparse(300),
     }
     rows: dict[str, Any] = {}

@@ -12,13 +12,12 @@ from __future__ import annotations
 import io
 from typing import Any
 
-import numpy as np
 import pytest
 from openai import OpenAI
 
 from tests.support import recordings
 from tests.support.recordings import Recording, longest_gap, word_error_rate
-from tests.support.speech import FILES, TRANSCRIPTS
+from tests.support.speech import FILES
 
 pytestmark = pytest.mark.engine
 
@@ -36,21 +35,10 @@ def transcribe(client: OpenAI, recording: Recording) -> Any:
     )
 
 
-def hello_repeated(seconds: float, pause: float) -> Recording:
-    import av
-
-    with av.open(str(FILES["hello"])) as container:
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=recordings.RATE)
-        frames = [f for frame in container.decode(audio=0) for f in resampler.resample(frame)]
-    pcm = np.concatenate([f.to_ndarray().reshape(-1) for f in frames]).astype(np.int16)
-    count = int(seconds // (len(pcm) / recordings.RATE + pause)) + 1
-    return recordings.assemble([(pcm, TRANSCRIPTS["hello"])] * count, [pause] * count)
-
-
 def test_a_phrase_repeated_for_minutes_comes_back_once_per_repetition(client: OpenAI) -> None:
-    # 31 repetitions of a 4.2 s phrase, 2 s apart: with the previous settings the transcript skipped
+    # 26 repetitions of a 4.2 s phrase, 2 s apart: with the previous settings the transcript skipped
     # from 28 s to 148 s (or looped on one word); every repetition must be there, and no more.
-    recording = hello_repeated(160, pause=2.0)
+    recording = recordings.fixture_repeated("hello", 160, pause=2.0)
     result = transcribe(client, recording)
     covered = [(s.start, s.end) for s in result.segments]
     assert longest_gap(recording.spans, covered) <= MAX_GAP_SECONDS, covered

@@ -178,3 +178,17 @@ def sparse(seconds: float, silence: tuple[float, float] = (5.0, 20.0)) -> Record
         pauses.append(pause)
         total += len(pcm) / RATE + pause
     return assemble(chosen, pauses)
+
+
+def fixture_repeated(name: str, seconds: float, pause: float) -> Recording:
+    """A committed speech fixture (tests/fixtures/audio) repeated with ``pause`` s between, for ``seconds``."""
+    import av
+
+    from tests.support.speech import FILES, TRANSCRIPTS
+
+    with av.open(str(FILES[name])) as container:
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
+        frames = [f for frame in container.decode(audio=0) for f in resampler.resample(frame)]
+    pcm = np.concatenate([f.to_ndarray().reshape(-1) for f in frames]).astype(np.int16)
+    count = int(seconds // (len(pcm) / RATE + pause)) + 1
+    return assemble([(pcm, TRANSCRIPTS[name])] * count, [pause] * count)
