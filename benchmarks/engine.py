@@ -45,7 +45,9 @@ from tests.support import recordings
 model, threads, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 recording = recordings.continuous(seconds)
 data = recording.wav()
-provider = LocalProvider(LocalEngineOptions(cpu_threads=threads, model_dir=LocalConfig().model_dir))
+provider = LocalProvider(
+    LocalEngineOptions(cpu_threads=threads, model_dir=LocalConfig().model_dir), max_audio_seconds=4 * 3600
+)
 started = time.perf_counter()
 provider._whisper(MODELS[model])
 load = time.perf_counter() - started
@@ -138,7 +140,7 @@ def quality_rows(settings: str) -> dict[str, Any]:
     if settings == "previous":  # faster-whisper's own VAD path, its default thresholds
         local.DECODING.update(PREVIOUS)
         local.speech_pieces = lambda samples: []
-    provider = local.LocalProvider()
+    provider = local.LocalProvider(max_audio_seconds=4 * 3600)
 
     built = {
         "continuous speech, 3 min": lambda: recordings.continuous(180),

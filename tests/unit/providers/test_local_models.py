@@ -78,7 +78,7 @@ def test_an_unwritable_model_directory_is_a_503_naming_the_setting(tmp_path: Pat
 
     blocked = tmp_path / "file"
     blocked.write_text("a file where the model directory should be")
-    provider = LocalProvider(LocalEngineOptions(model_dir=str(blocked / "models")))
+    provider = LocalProvider(LocalEngineOptions(model_dir=str(blocked / "models")), max_audio_seconds=3600)
     with pytest.raises(EngineUnavailable) as caught:
         provider._whisper(MODELS["base"])
     assert caught.value.status_code == 503
