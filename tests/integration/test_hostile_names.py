@@ -198,3 +198,13 @@ def test_a_filename_reaches_the_provider_without_unicode_controls(guarded: str, 
     (sent,) = fakes.fakes["openai"].requests
     assert sent.file is not None
     assert sent.file["filename"] == "r\u00e9union.wav"
+
+
+@pytest.mark.parametrize("path", ["/health/", "/playground/", "/v1/usage/", "/v1/audio/transcriptions/"])
+def test_a_trailing_slash_is_not_redirected_to_the_clients_host(guarded: str, path: str) -> None:
+    """Starlette's trailing-slash redirect builds its Location from the Host header, which is the
+    client's text: no response carries it."""
+    reply = over_http(guarded, "GET", path, headers={"host": "evil.example", "api-key": KEY})
+    assert reply.status == 404, reply.body[:300]
+    assert reply.json()["error"]["code"] == "not_found"
+    assert not any("evil.example" in value for value in reply.headers.values())

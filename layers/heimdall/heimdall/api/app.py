@@ -43,6 +43,9 @@ def create_app(
         summary="Speech-to-text gateway speaking the Bifrost, Azure OpenAI and OpenAI transcription API.",
         docs_url=None,  # served by add_docs_routes, without a CDN
         redoc_url=None,
+        # Starlette answers '/health/' with a redirect built from the client's Host header: client
+        # text in a response header (an open redirect, a poisoned cache). A path is what it is.
+        redirect_slashes=False,
     )
     app.state.config = config
     app.state.router = Router(config, build_providers(config))
