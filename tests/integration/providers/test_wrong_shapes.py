@@ -119,6 +119,35 @@ def test_every_kind_of_wrong_answer_is_a_502(provider_gateway: str, fakes: Upstr
     assert fakes.calls("openai") == CALLS
 
 
+#: One word over the bound on timed items, for every adapter whose answer carries a timed list.
+_WORD = {"start": 0.0, "end": 0.0}
+OVERLONG_TIMELINES = {
+    "openai words": ("openai/whisper-1", "openai", {"text": "a", "words": [{**_WORD, "word": "a"}] * 100_001}),
+    "openai segments": ("openai/whisper-1", "openai", {"text": "a", "segments": [SEGMENT] * 100_001}),
+    "openai logprobs": ("openai/whisper-1", "openai",
+                        {"text": "a", "logprobs": [{"token": "a", "logprob": 0}] * 100_001}),
+    "mistral segments": ("mistral/voxtral-mini-latest", "mistral",
+                         {"text": "a", "segments": [{**_WORD, "text": "a"}] * 100_001}),
+    "elevenlabs words": ("elevenlabs/scribe_v1", "elevenlabs",
+                         {"text": "a", "words": [{**_WORD, "text": "a", "type": "word"}] * 100_001}),
+    "deepgram words": ("deepgram/nova-3", "deepgram", {"metadata": {"duration": 1.0}, "results": {"channels": [
+        {"alternatives": [{"transcript": "a", "words": [{**_WORD, "word": "a"}] * 100_001}]}]}}),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(OVERLONG_TIMELINES))
+def test_an_answer_with_more_timed_items_than_any_audio_has_is_refused(
+    provider_gateway: str, fakes: Upstreams, name: str
+) -> None:
+    """Under the size cap, a list of 100,001 words or segments would still cost seconds of parsing and
+    rendering after the call's timeout stopped counting: it is refused as the broken answer it is."""
+    target, fake, body = OVERLONG_TIMELINES[name]
+    fakes.fakes[fake].always = Fault("body", body=body)
+    response = transcribe(provider_gateway, target, response_format="verbose_json")
+    envelope = assert_invalid_answer(response, target.split("/")[0])
+    assert "100000" in envelope["error"]["message"] or "100,000" in envelope["error"]["message"], envelope
+
+
 @pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
 def test_a_huge_answer_is_refused_while_it_is_read(provider_gateway: str, fakes: Upstreams, declared: bool) -> None:
     """33 MB of valid JSON: refused by its declared length, or by counting as it arrives."""

@@ -20,7 +20,7 @@ from heimdall.core.segments import segments_from_words
 from heimdall.core.types import AudioInput, Segment, Transcript, TranscriptionRequest, Usage, Word
 from heimdall.providers.base import Capabilities
 from heimdall.providers.upstream import Call, HttpProvider, StreamedBody
-from heimdall.providers.wire import ErrorBody, Seconds, WireModel
+from heimdall.providers.wire import ErrorBody, Seconds, Timeline, WireModel
 
 MAX_FILE_BYTES = 2 * 1024 * 1024 * 1024
 
@@ -45,7 +45,7 @@ class DeepgramWord(WireModel):
 
 class DeepgramAlternative(WireModel):
     transcript: str
-    words: list[DeepgramWord] = Field(default_factory=list)
+    words: Timeline[DeepgramWord] = Field(default_factory=list)
 
 
 class DeepgramChannel(WireModel):
@@ -61,7 +61,7 @@ class DeepgramUtterance(WireModel):
 
 class DeepgramResults(WireModel):
     channels: list[DeepgramChannel] = Field(min_length=1)
-    utterances: list[DeepgramUtterance] | None = None
+    utterances: Timeline[DeepgramUtterance] | None = None
 
 
 class DeepgramMetadata(WireModel):

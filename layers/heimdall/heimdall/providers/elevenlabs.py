@@ -20,7 +20,7 @@ from heimdall.core.segments import segments_from_words
 from heimdall.core.types import AudioInput, Transcript, TranscriptionRequest, Usage, Word
 from heimdall.providers.base import Capabilities
 from heimdall.providers.upstream import Call, HttpProvider, multipart
-from heimdall.providers.wire import ErrorBody, Seconds, WireModel
+from heimdall.providers.wire import ErrorBody, Seconds, Timeline, WireModel
 
 MAX_FILE_BYTES = 3 * 1024 * 1024 * 1024
 # ElevenLabs reports ISO 639-3; the names Heimdall reports come from ISO 639-1.
@@ -64,7 +64,7 @@ class ElevenLabsWord(WireModel):
 class ElevenLabsTranscription(WireModel):
     text: str
     language_code: str | None = None
-    words: list[ElevenLabsWord] = Field(default_factory=list)
+    words: Timeline[ElevenLabsWord] = Field(default_factory=list)
     audio_duration_secs: Seconds | None = None
 
     def canonical(self) -> Transcript:

@@ -31,7 +31,7 @@ from heimdall.core.types import (
 from heimdall.providers.base import Capabilities
 from heimdall.providers.openai_compatible import SEGMENT_FORMATS
 from heimdall.providers.upstream import Call, HttpProvider, multipart
-from heimdall.providers.wire import Count, OpenAIErrorBody, Seconds, WireModel
+from heimdall.providers.wire import Count, OpenAIErrorBody, Seconds, Timeline, WireModel
 
 MAX_FILE_BYTES = 1024 * 1024 * 1024
 
@@ -76,8 +76,8 @@ class MistralTranscription(WireModel):
 
     text: str
     language: str | None = None
-    segments: list[MistralSegment] | None = None
-    words: list[MistralWord] | None = None
+    segments: Timeline[MistralSegment] | None = None
+    words: Timeline[MistralWord] | None = None
     usage: MistralUsage | None = None
 
     def canonical(self) -> Transcript:

@@ -30,7 +30,7 @@ from heimdall.core.types import (
 )
 from heimdall.providers.base import Capabilities, stream_from_transcript
 from heimdall.providers.upstream import Call, HttpProvider, multipart
-from heimdall.providers.wire import Count, OpenAIErrorBody, Seconds, WireModel
+from heimdall.providers.wire import Count, OpenAIErrorBody, Seconds, Timeline, WireModel
 
 SEGMENT_FORMATS = frozenset({ResponseFormat.SRT, ResponseFormat.VTT, ResponseFormat.VERBOSE_JSON})
 
@@ -107,9 +107,9 @@ class OpenAITranscription(WireModel):
     text: str
     language: str | None = None
     duration: Seconds | None = None
-    segments: list[OpenAISegment] | None = None
-    words: list[OpenAIWord] | None = None
-    logprobs: list[OpenAILogprob] | None = None
+    segments: Timeline[OpenAISegment] | None = None
+    words: Timeline[OpenAIWord] | None = None
+    logprobs: Timeline[OpenAILogprob] | None = None
     usage: OpenAIUsage | None = None
 
     def canonical(self) -> Transcript:
@@ -128,12 +128,12 @@ class OpenAITranscription(WireModel):
 
 class OpenAIDelta(WireModel):
     delta: str
-    logprobs: list[OpenAILogprob] | None = None
+    logprobs: Timeline[OpenAILogprob] | None = None
 
 
 class OpenAIDone(WireModel):
     text: str
-    logprobs: list[OpenAILogprob] | None = None
+    logprobs: Timeline[OpenAILogprob] | None = None
     usage: OpenAIUsage | None = None
 
 

@@ -24,7 +24,16 @@ Seconds = Annotated[int | float, Field(ge=0, le=MAX_SECONDS)]
 #: A token or item count.
 Count = Annotated[int, Field(ge=0)]
 
+#: At most this many words, segments, utterances or logprobs in one answer: 4 hours of fast speech
+#: with ElevenLabs' spacing tokens is about 100,000 entries. A longer list is a broken answer, refused
+#: before it costs seconds of parsing and rendering (about 75 µs an entry) past the call's timeout.
+MAX_TIMELINE_ITEMS = 100_000
+
 M = TypeVar("M", bound="WireModel")
+T = TypeVar("T")
+
+#: A list of timed items (words, segments, utterances, logprobs), bounded in length.
+Timeline = Annotated[list[T], Field(max_length=MAX_TIMELINE_ITEMS)]
 
 
 class WireModel(BaseModel):
