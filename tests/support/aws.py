@@ -26,7 +26,8 @@ def _atomic_conditional_writes() -> None:
     write made as one step, however many clients race it. moto's backend checks and writes in Python
     with no lock, so under a threaded server two racing writers can both pass a condition. Serialising
     moto's write operations makes the fake keep the contract the real service documents (and that
-    governance's exact-k admission relies on)."""
+    governance's exact-k admission relies on). Reads of an item are serialised with them too: moto
+    applies an update's actions one by one, and a GetItem between two would see half of it."""
     import functools
     import threading
 
@@ -35,7 +36,7 @@ def _atomic_conditional_writes() -> None:
     if getattr(DynamoDBBackend, "_heimdall_atomic", False):
         return
     lock = threading.RLock()
-    for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
+    for name in ("put_item", "update_item", "delete_item", "transact_write_items", "get_item"):
         method = getattr(DynamoDBBackend, name)
 
         @functools.wraps(method)
