@@ -68,6 +68,8 @@ def send_until_answered(
             except (BrokenPipeError, ConnectionResetError):
                 break
             pending, sent = pending[written:], sent + written
+            if _answered(sock):  # answered while still reading: what was sent until now is what counts
+                break
         sock.setblocking(True)
         status, body = read_reply(sock)
     return status, body, sent
