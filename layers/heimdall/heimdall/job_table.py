@@ -17,12 +17,13 @@ boto3 is imported when the table is first used.
 from __future__ import annotations
 
 import re
-import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
+
+from heimdall.aws_clients import LazyClient
 
 #: Attributes a user sees in a job's status (the rest is the lease and the request's parameters).
 PUBLIC = ("job_id", "status", "created_at", "updated_at", "key", "key_id", "attempt", "heartbeat_at",
@@ -70,18 +71,11 @@ def view(item: dict[str, Any]) -> dict[str, Any]:
 class JobTable:
     def __init__(self, name: str) -> None:
         self.name = name
-        self._client: Any = None
-        self._lock = threading.Lock()
+        self._dynamodb = LazyClient("dynamodb")
 
     @property
     def dynamodb(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                import boto3
-                from botocore.config import Config
-
-                self._client = boto3.client("dynamodb", config=Config(retries={"mode": "standard"}))
-            return self._client
+        return self._dynamodb()
 
     # -- reading and creating -------------------------------------------------------------------
     def get(self, job_id: str) -> dict[str, Any] | None:

@@ -12,8 +12,9 @@ boto3 is imported when the bucket is first used, and reaches AWS (or a local end
 from __future__ import annotations
 
 import json
-import threading
 from typing import IO, Any
+
+from heimdall.aws_clients import LazyClient
 
 INCOMING = "incoming/"
 
@@ -25,18 +26,11 @@ class ObjectReplaced(Exception):
 class AudioBucket:
     def __init__(self, name: str) -> None:
         self.name = name
-        self._client: Any = None
-        self._lock = threading.Lock()
+        self._s3 = LazyClient("s3", signature_version="s3v4")
 
     @property
     def s3(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                import boto3
-                from botocore.config import Config
-
-                self._client = boto3.client("s3", config=Config(signature_version="s3v4", retries={"mode": "standard"}))
-            return self._client
+        return self._s3()
 
     # -- uploads --------------------------------------------------------------------------------
     def presigned_upload(self, key: str, max_bytes: int, expires_in: int) -> dict[str, Any]:

@@ -13,11 +13,11 @@ once, a request may be refused that would have fit — never admitted one that w
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from heimdall.aws_clients import LazyClient
 from heimdall.governance.store import Claim, UsageRecord, counter_expiry, fits
 from heimdall.governance.windows import Window
 
@@ -36,21 +36,11 @@ def _iso(ts: float) -> str:
 class DynamoDBStore:
     def __init__(self, table: str) -> None:
         self.table = table
-        self._client: Any = None
-        self._lock = threading.Lock()
+        self._dynamodb = LazyClient("dynamodb", connect_timeout=2, read_timeout=5)
 
     @property
     def dynamodb(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                import boto3
-                from botocore.config import Config
-
-                self._client = boto3.client(
-                    "dynamodb",
-                    config=Config(retries={"mode": "standard"}, connect_timeout=2, read_timeout=5),
-                )
-            return self._client
+        return self._dynamodb()
 
     @staticmethod
     def _key(claim: Claim) -> dict[str, Any]:
