@@ -21,38 +21,14 @@ import struct
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
+from heimdall.core.containers import HEAD, sniff
 from heimdall.core.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from heimdall.core.types import AudioInput
 
 RATE = 16_000  # what the pieces and the local engine take
 #: Below this a "sample rate" is a trick, not audio: hours of playback from a few samples.
 MIN_SAMPLE_RATE = 4_000
-_HEAD = 64
 _PCM_WAV_FORMATS = {1, 3}  # integer and float PCM; 0xFFFE (extensible) names its own subformat
-
-
-def sniff(head: bytes) -> str | None:
-    if head[:4] == b"RIFF" and head[8:12] in (b"WAVE", b"RF64"):
-        return "wav"
-    if head[:4] in (b"RF64", b"BW64") and head[8:12] == b"WAVE":
-        return "wav"
-    if head[:4] == b"fLaC":
-        return "flac"
-    if head[:4] == b"OggS":
-        return "ogg"
-    if head[:3] == b"ID3" or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0 and head[1] & 0x06):
-        return "mp3"
-    if head[4:8] == b"ftyp":
-        return "mp4"
-    if head[:4] == b"\x1a\x45\xdf\xa3":
-        return "webm"
-    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
-        return "aiff"
-    if head[:6] == b"#!AMR\n" or head[:9] == b"#!AMR-WB\n":
-        return "amr"
-    if head[:4] == b"caff":
-        return "caf"
-    return None
 
 
 def too_long(max_seconds: float) -> PayloadTooLarge:
@@ -197,7 +173,7 @@ def check_audio(audio: AudioInput, max_seconds: float) -> float:
     """415 unless the bytes are an audio container; 400 when it cannot be read as audio; 413 when it
     runs longer than ``max_seconds``. Returns its duration."""
     file = audio.rewind()
-    kind = sniff(file.read(_HEAD))
+    kind = sniff(file.read(HEAD))
     if kind is None:
         raise UnsupportedMediaType(
             f"The file '{audio.filename}' is not audio Heimdall recognises (WAV, FLAC, MP3, Ogg/Opus, "

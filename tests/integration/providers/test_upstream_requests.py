@@ -130,3 +130,16 @@ def test_no_language_prompt_filename_or_content_type_changes_the_request(
             assert "x-injected" not in sent.headers
             assert sent.file is not None  # the audio's type is the client's, or none: never more than one value
             assert sent.file["content_type"] in ("audio/wav", "audio/x-wav", "application/octet-stream"), repr(text)
+
+
+@pytest.mark.parametrize("claimed", ["text/html", "application/octet-stream", "audio/mpeg", "video/webm"])
+def test_deepgram_is_sent_the_type_of_the_container_the_bytes_are(
+    claimed: str, adapters: dict[str, Provider], fakes: Upstreams
+) -> None:
+    """Deepgram takes the media type from Content-Type, and refuses a type that is not audio: a client's
+    well-formed but wrong type must not decide it (the audio checks already know what the bytes are)."""
+    recorded = fakes.fakes["deepgram"].requests
+    upload = AudioInput(io.BytesIO(AUDIO), "hello.bin", claimed, len(AUDIO))
+    transcript = adapters["deepgram"].transcribe("nova-3", _plain("deepgram"), upload, Call(timeout=10))
+    assert transcript.text
+    assert recorded[-1].headers["content-type"] == "audio/wav"

@@ -2,7 +2,8 @@
 
 Follows Deepgram's API reference "Transcribe pre-recorded audio" (``/v1/listen``). Options are query
 parameters (``model``, ``language`` or ``detect_language``, ``smart_format``, ``punctuate``,
-``utterances``); the body is the audio itself, with the client's ``Content-Type``. The answer is
+``utterances``); the body is the audio itself, with the media type of the container its bytes are (a
+client's ``Content-Type`` may be any well-formed type, which Deepgram would refuse). The answer is
 ``{metadata: {duration, request_id}, results: {channels: [{alternatives: [{transcript, words:
 [{word, punctuated_word, start, end}]}], detected_language}], utterances: [{start, end,
 transcript}]}}``: utterances become segments one-to-one (words are grouped when there are none).
@@ -15,6 +16,7 @@ import math
 
 from pydantic import Field
 
+from heimdall.core.containers import sniffed_media_type
 from heimdall.core.languages import language_name
 from heimdall.core.segments import segments_from_words
 from heimdall.core.types import AudioInput, Segment, Transcript, TranscriptionRequest, Usage, Word
@@ -112,16 +114,17 @@ class DeepgramProvider(HttpProvider):
             params["language"] = request.language
         else:
             params["detect_language"] = "true"
+        content_type = sniffed_media_type(audio)  # the client's own type may be any well-formed one
         response = self.upstream.post(
             self.upstream.base_url + "/v1/listen",
             call=call,
             params=params,
             headers={
                 "Authorization": f"Token {key.value.get_secret_value()}",
-                "Content-Type": audio.content_type,
+                "Content-Type": content_type,
                 "Accept": "application/json",
             },
-            data=StreamedBody(audio, audio.content_type),  # the audio itself, streamed from the upload
+            data=StreamedBody(audio, content_type),  # the audio itself, streamed from the upload
             errors=DeepgramErrorBody,
         )
         return self.upstream.answer(response, DeepgramTranscription, call).canonical()
