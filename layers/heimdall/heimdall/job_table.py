@@ -28,9 +28,10 @@ from heimdall.aws_clients import LazyClient
 #: Attributes a user sees in a job's status (the rest is the lease and the request's parameters).
 PUBLIC = ("job_id", "status", "created_at", "updated_at", "key", "key_id", "attempt", "heartbeat_at",
           "pieces_done", "pieces_total", "error", "provider", "model_deployment", "fallback_index",
-          "transcript_key")  # fmt: skip
+          "transcript_key", "audio_seconds")  # fmt: skip
 #: What a new run clears from the item.
-OUTCOME = ("error", "provider", "model_deployment", "fallback_index", "transcript_key", "pieces_done", "pieces_total")
+OUTCOME = ("error", "provider", "model_deployment", "fallback_index", "transcript_key", "pieces_done", "pieces_total",
+           "audio_seconds")  # fmt: skip
 
 
 def now_iso() -> str:
@@ -150,6 +151,14 @@ class JobTable:
         cleared = tuple(name for name in OUTCOME if name != "error")
         return self._update(job_id, changes, condition, values, remove=cleared, created=True)
 
+    def mark_settled(self, job_id: str, sequencer: str) -> dict[str, Any] | None:
+        """Mark the upload ``sequencer`` of a job settled (governance charged or released it), once:
+        the item as it was before (with what its upload ``reserved``), or None when it was already."""
+        condition = "attribute_exists(#job_id) AND (attribute_not_exists(#settled) OR #settled < :sequencer)"
+        changes = {"settled": sequencer}
+        values = {":sequencer": sequencer}
+        return self._update(job_id, changes, condition, values, remove=("reserved",), returns="ALL_OLD")
+
     # -- one conditional write ----------------------------------------------------------------
     def _owned_update(self, job_id: str, owner: str, changes: dict[str, Any]) -> dict[str, Any] | None:
         values = {":owner": owner, ":running": "running"}
@@ -165,8 +174,9 @@ class JobTable:
         remove: tuple[str, ...] = (),
         add: dict[str, int] | None = None,
         created: bool = False,
+        returns: Literal["ALL_NEW", "ALL_OLD"] = "ALL_NEW",
     ) -> dict[str, Any] | None:
-        """One UpdateItem; the new item, or None when ``condition`` did not hold."""
+        """One UpdateItem; the new item (or the old one), or None when ``condition`` did not hold."""
         if created:
             changes = {**changes, "created_at": now_iso()}
         sets = [f"#{n} = :set_{n}" for n in changes if n != "created_at"]
@@ -191,7 +201,7 @@ class JobTable:
                 ConditionExpression=condition,
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=_encode(attribute_values),
-                ReturnValues="ALL_NEW",
+                ReturnValues=returns,
             )
         except self.dynamodb.exceptions.ConditionalCheckFailedException:
             return None

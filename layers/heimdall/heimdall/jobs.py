@@ -13,7 +13,10 @@ an S3 ObjectCreated event names the object version (ETag, size, sequencer). Each
   marks the job ``failed`` with the error envelope and sends a dead-letter message; a runner killed
   on its last attempt is marked failed by ``failure_handler`` (Lambda's on-failure destination);
 - a newer upload to the same key takes the job over; the older run notices at its next heartbeat,
-  stops sending pieces, and can record nothing.
+  stops sending pieces, and can record nothing;
+- every way a job ends (succeeded, failed, abandoned) settles its governance once with
+  ``JobRunner.settle`` (heimdall.governance.jobs): charged when it succeeded, released when not, and
+  its usage record written.
 
 docs/jobs.md has the state machine and its time bounds.
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -33,9 +37,10 @@ from heimdall.core.errors import HeimdallError, InvalidRequest
 from heimdall.core.formats import PLAIN_TEXT_FORMATS, render_plain
 from heimdall.core.parameters import build_request, safe_filename
 from heimdall.core.types import AudioInput, ResponseFormat
+from heimdall.governance.jobs import UPLOAD_ROUTE, JobAccounting
 from heimdall.job_table import JobTable, ObjectVersion, view
 from heimdall.observability import logger
-from heimdall.routing import Router, deadline_for
+from heimdall.routing import Router, Target, deadline_for
 from heimdall.storage import INCOMING, AudioBucket, ObjectReplaced, transcript_key
 
 EXTENSIONS = {ResponseFormat.SRT: "srt", ResponseFormat.VTT: "vtt", ResponseFormat.TEXT: "txt"}
@@ -120,16 +125,35 @@ class JobRunner:
         table: JobTable,
         dead_letters: DeadLetters,
         lease_seconds: float = LEASE_SECONDS,
+        accounting: JobAccounting | None = None,
     ) -> None:
         self.config, self.router, self.bucket, self.table = config, router, bucket, table
         self.dead_letters = dead_letters
         self.lease_seconds = lease_seconds
+        self.accounting = accounting
+
+    def settle(
+        self,
+        job: dict[str, Any],
+        *,
+        status: int,
+        seconds: float | None = None,
+        target: Target | None = None,
+        fallback_index: int | None = None,
+        latency_ms: float | None = None,
+    ) -> None:
+        """Governance for a job that ended, once per upload (heimdall.governance.jobs): every path that
+        records a job's outcome calls this with the item that outcome wrote."""
+        if self.accounting is not None:
+            self.accounting.settle(job, status=status, seconds=seconds, target=target,
+                                   fallback_index=fallback_index, latency_ms=latency_ms)  # fmt: skip
 
     def run(self, version: ObjectVersion, deadline: float) -> dict[str, Any]:
         """Transcribe one uploaded object version, if this delivery may; returns the job's status."""
         job_id, filename = job_of(version.key)
         logger.append_keys(job_id=job_id)
         owner = uuid.uuid4().hex
+        started = time.perf_counter()
         claim = self.table.claim(
             job_id, version, owner=owner, lease_seconds=self.lease_seconds, max_attempts=MAX_ATTEMPTS
         )
@@ -163,11 +187,13 @@ class JobRunner:
                 )
                 envelope = error.envelope(event_id=job_id, model_requested=model)
                 finished = self.table.finish(job_id, owner, "failed", error=envelope)
+                if finished is not None:
+                    self.settle(finished, status=error.status_code, latency_ms=_ms_since(started))
                 return {**view(finished or self.table.get(job_id) or {}), "delivery": "superseded"}
             except HeimdallError as exc:
                 envelope = exc.envelope(event_id=job_id, model_requested=model)
                 logger.warning("job failed", extra={"error_code": exc.code, "status_code": exc.status_code})
-                return self._failed(job_id, owner, version, envelope)
+                return self._failed(job_id, owner, version, envelope, started)
             except Exception as exc:
                 if attempt < MAX_ATTEMPTS:
                     self.table.release(job_id, owner)  # Lambda's retry may claim it at once
@@ -177,10 +203,14 @@ class JobRunner:
                     f"The job failed unexpectedly ({type(exc).__name__}) on each of its {MAX_ATTEMPTS} attempts.",
                     code="job_crashed",
                 )
-                return self._failed(job_id, owner, version, error.envelope(event_id=job_id, model_requested=model))
+                envelope = error.envelope(event_id=job_id, model_requested=model)
+                return self._failed(job_id, owner, version, envelope, started)
         finished = self.table.finish(job_id, owner, "succeeded", **outcome) if not heartbeat.lost else None
         if finished is None:
             return {**view(self.table.get(job_id) or {}), "delivery": "superseded"}
+        self.settle(finished, status=200, seconds=outcome["audio_seconds"],
+                    target=Target(outcome["provider"], outcome["model_deployment"]),
+                    fallback_index=outcome["fallback_index"], latency_ms=_ms_since(started))  # fmt: skip
         logger.info("job succeeded", extra={"provider": outcome["provider"]})
         return view(finished)
 
@@ -200,7 +230,7 @@ class JobRunner:
             audio = AudioInput(spool, safe_filename(filename), _content_type(filename), size)
             if size == 0:
                 raise InvalidRequest("The uploaded file is empty.", param="file", code="empty_file")
-            check_audio(audio, self.config.client_config.max_audio_seconds)
+            seconds = check_audio(audio, self.config.client_config.max_audio_seconds)
             routed = self.router.transcribe(request, audio, deadline, progress=heartbeat.pieces)
         if heartbeat.lost:
             raise LostTheJob(job_id)
@@ -220,12 +250,16 @@ class JobRunner:
             extension = EXTENSIONS[request.response_format]
             self.bucket.put_text(transcript_key(job_id, version.etag, extension), rendered, "text/plain; charset=utf-8")
         return {"provider": routed.target.provider, "model_deployment": routed.target.model,
-                "fallback_index": routed.fallback_index, "transcript_key": key}  # fmt: skip
+                "fallback_index": routed.fallback_index, "transcript_key": key,
+                "audio_seconds": seconds}  # fmt: skip
 
-    def _failed(self, job_id: str, owner: str, version: ObjectVersion, envelope: dict[str, Any]) -> dict[str, Any]:
+    def _failed(
+        self, job_id: str, owner: str, version: ObjectVersion, envelope: dict[str, Any], started: float
+    ) -> dict[str, Any]:
         finished = self.table.finish(job_id, owner, "failed", error=envelope)
         if finished is None:
             return {**view(self.table.get(job_id) or {}), "delivery": "superseded"}
+        self.settle(finished, status=int(envelope.get("status_code") or 500), latency_ms=_ms_since(started))
         self._dead_letter(job_id, version, envelope)
         return view(finished)
 
@@ -234,12 +268,17 @@ class JobRunner:
         if failed is None:
             return {**view(self.table.get(job_id) or {}), "delivery": "busy"}
         logger.warning("job failed: its runner died on its last attempt", extra={"error_code": "job_interrupted"})
+        self.settle(failed, status=int(envelope.get("status_code") or 500))
         self._dead_letter(job_id, version, envelope)
         return view(failed)
 
     def _dead_letter(self, job_id: str, version: ObjectVersion, envelope: dict[str, Any]) -> None:
         self.dead_letters({"job_id": job_id, "bucket": self.bucket.name, "key": version.key, "etag": version.etag,
                            "error": envelope})  # fmt: skip
+
+
+def _ms_since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
 
 
 def _content_type(filename: str) -> str:
@@ -289,6 +328,25 @@ def _environment() -> tuple[AudioBucket, JobTable, DeadLetters, float]:
     )
 
 
+def job_accounting(config: GatewayConfig, table: JobTable) -> JobAccounting:
+    """Governance for jobs as the template configures it: the store ``HEIMDALL_GOVERNANCE_TABLE``
+    names (SQLite under ``HEIMDALL_STATE_DIR`` outside Lambda), when the config has gateway keys."""
+    import os
+
+    from heimdall.governance.governor import build_governor
+
+    governor = build_governor(
+        config,
+        None,
+        table=os.environ.get("HEIMDALL_GOVERNANCE_TABLE"),
+        state_dir=os.environ.get("HEIMDALL_STATE_DIR"),
+        in_lambda=bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME")),
+        usage_routes=frozenset({UPLOAD_ROUTE}),
+        with_cache=False,
+    )
+    return JobAccounting(governor, table)
+
+
 def ingest_handler() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     """The S3-event Lambda handler (functions/ingest/app.py), built once per execution environment
     (it also reads ``HEIMDALL_CONFIG``)."""
@@ -300,7 +358,7 @@ def ingest_handler() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     config = load_config(os.environ.get("HEIMDALL_CONFIG"))
     router = Router(config, build_providers(config))
     bucket, table, dead_letters, lease = _environment()
-    runner = JobRunner(config, router, bucket, table, dead_letters, lease)
+    runner = JobRunner(config, router, bucket, table, dead_letters, lease, job_accounting(config, table))
 
     @logger.inject_lambda_context(clear_state=True)
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -317,11 +375,21 @@ def ingest_handler() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
 def failure_handler() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     """Lambda's on-failure destination for the ingest function (functions/ingest_failed/app.py):
     the event's last attempt died or raised, so its job is marked failed unless a run is alive on
-    it — waiting at most one lease for a dying runner's lease to lapse."""
-    import time
+    it — waiting at most one lease for a dying runner's lease to lapse. It reads the config only
+    for governance (to release what the job reserved): a config that cannot be read is logged, and
+    the job still marked failed."""
+    import os
+
+    from heimdall.config import load_config
 
     bucket, table, dead_letters, lease = _environment()
-    runner = JobRunner(GatewayConfig(), Router(GatewayConfig(), {}), bucket, table, dead_letters, lease)
+    try:
+        config = load_config(os.environ.get("HEIMDALL_CONFIG"))
+        accounting: JobAccounting | None = job_accounting(config, table)
+    except Exception:
+        logger.exception("the config could not be read: failed jobs are not settled by this function")
+        accounting = None
+    runner = JobRunner(GatewayConfig(), Router(GatewayConfig(), {}), bucket, table, dead_letters, lease, accounting)
 
     @logger.inject_lambda_context(clear_state=True)
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

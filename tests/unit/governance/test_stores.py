@@ -92,3 +92,11 @@ def test_usage_records_come_back_by_time_range(store: GovernanceStore) -> None:
     found = list(store.records(NOW - day, NOW + day))
     assert [r.event_id for r in found] == ["a", "b"]
     assert found[0] == record(NOW - 60, "a")
+
+
+def test_a_record_without_a_key_comes_back_without_one(store: GovernanceStore) -> None:
+    """A job of a file an operator dropped into the bucket has no gateway key."""
+    record = UsageRecord(NOW, "job-1", None, "/v1/uploads", None, "openai", "whisper-1", 4.2, 200, 900.0, 0,
+                         0.00042, False)  # fmt: skip
+    store.record(record, expires=NOW + 86400)
+    assert list(store.records(NOW - 1, NOW + 1)) == [record]

@@ -24,6 +24,7 @@ from heimdall.api.usage import add_usage_route
 from heimdall.config import GatewayConfig, load_config
 from heimdall.core.errors import HeimdallError, InvalidRequest, error_for_status
 from heimdall.governance.governor import build_governor
+from heimdall.governance.jobs import UPLOAD_ROUTE
 from heimdall.job_table import JobTable
 from heimdall.providers.registry import build_providers
 from heimdall.routing import Router
@@ -58,7 +59,7 @@ def create_app(
         table=os.environ.get("HEIMDALL_GOVERNANCE_TABLE"),
         state_dir=os.environ.get("HEIMDALL_STATE_DIR"),
         in_lambda=bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME")),
-        usage_routes=frozenset(spec.path for spec in TRANSCRIPTION_ROUTES),
+        usage_routes=frozenset([*(spec.path for spec in TRANSCRIPTION_ROUTES), UPLOAD_ROUTE]),
         clock=clock,
     )
     table_name = os.environ.get("HEIMDALL_JOB_TABLE")

@@ -25,6 +25,7 @@ from heimdall.core.errors import InvalidRequest, NotFound, UnsupportedMediaType
 from heimdall.core.formats import PLAIN_TEXT_FORMATS, extra_fields, render_document, render_plain
 from heimdall.core.parameters import bounded_json, build_request, safe_filename
 from heimdall.core.types import ResponseFormat, Transcript, TranscriptionRequest, named_for_format
+from heimdall.governance.jobs import JobAccounting, claim_to_item
 from heimdall.job_table import JobTable, view
 from heimdall.jobs import MAX_EVENT_AGE_SECONDS, new_job_id
 from heimdall.storage import INCOMING, AudioBucket
@@ -103,10 +104,21 @@ async def create_upload(request: Request) -> JSONResponse:
     object_key = f"{INCOMING}{job_id}/{safe_filename(filename)}"
     max_bytes = int(config.client_config.max_upload_size_mb * 1024 * 1024)
 
+    accounting = JobAccounting(request.app.state.governor, table)
+    key_id = key.id if key else None
+
     def prepare() -> dict[str, Any]:
-        # the job's parameters and its owner's key id ride on the job, so a poll reads one item
-        table.create(job_id, key=object_key, key_id=key.id if key else None, fields=[list(f) for f in fields])
-        return bucket.presigned_upload(object_key, max_bytes, UPLOAD_URL_SECONDS)
+        # The upload is admitted here, like a transcription: its request counted, its key's audio and
+        # budget checked (a 429 when spent). Its audio is charged when the job ends (governance.jobs).
+        claims = accounting.admit_upload(key_id)
+        try:
+            # the job's parameters, its owner's key id and what it reserved ride on the job item
+            table.create(job_id, key=object_key, key_id=key_id, fields=[list(f) for f in fields],
+                         reserved=[claim_to_item(c) for c in claims])  # fmt: skip
+            return bucket.presigned_upload(object_key, max_bytes, UPLOAD_URL_SECONDS)
+        except BaseException:
+            accounting.release(claims)  # no upload URL was handed out: nothing to count
+            raise
 
     post = await run_in_threadpool(prepare)
     log["job_id"] = job_id

@@ -141,7 +141,7 @@ def _record(item: dict[str, Any]) -> UsageRecord:
     return UsageRecord(
         ts=float(item["ts"]["N"]),
         event_id=item["event_id"]["S"],
-        key_id=item["key_id"]["S"],
+        key_id=item.get("key_id", {}).get("S"),
         route=item["route"]["S"],
         model_requested=item.get("model_requested", {}).get("S"),
         provider=item.get("provider", {}).get("S"),

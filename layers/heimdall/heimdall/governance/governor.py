@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from heimdall.core.errors import HeimdallError
 from heimdall.core.types import AudioInput, Transcript, TranscriptionRequest
 from heimdall.governance.cache import BucketBackend, DirectoryBackend, Hit, Lookup, TranscriptCache
+from heimdall.governance.jobs import UPLOAD_ROUTE
 from heimdall.governance.limits import Clock, Limits
 from heimdall.governance.pricing import PriceTable
 from heimdall.governance.store import Claim, GovernanceStore, UsageRecord
@@ -186,8 +187,11 @@ class Governor:
 
     # -- after the response ---------------------------------------------------------------------
     def record(self, facts: Mapping[str, Any]) -> None:
-        """The usage record of one transcription request (any status), for authenticated callers."""
+        """The usage record of one transcription request (any status), for authenticated callers. An
+        upload that created its job has none here: the job's record is written when it ends."""
         if self.store is None or facts.get("route") not in self.usage_routes or not facts.get("key_id"):
+            return
+        if facts["route"] == UPLOAD_ROUTE and int(facts.get("status") or 500) < 400:
             return
         now = self.clock()
         fallback = facts.get("fallback_index")
@@ -206,8 +210,13 @@ class Governor:
             cost=float(facts.get("cost") or 0.0),
             cache_hit=bool(facts.get("cache_hit")),
         )
+        self.write_usage(record)
+
+    def write_usage(self, record: UsageRecord) -> None:
+        if self.store is None:
+            return
         try:
-            self.store.record(record, now + self.retention_seconds)
+            self.store.record(record, record.ts + self.retention_seconds)
         except Exception:  # the answer is already sent: a lost usage record must not become an error
             logger.exception("usage record not written", extra={"event_id": record.event_id})
 
@@ -238,10 +247,12 @@ def build_governor(
     in_lambda: bool,
     usage_routes: frozenset[str],
     clock: Clock = time.time,
+    with_cache: bool = True,
 ) -> Governor:
     """The store: DynamoDB when ``table`` is named, else SQLite under ``state_dir`` — only when
     gateway keys exist (usage and limits belong to keys). The cache: the audio bucket when there is
-    one, else ``state_dir/cache`` — only when the ``semantic_cache`` plugin is on."""
+    one, else ``state_dir/cache`` — only when the ``semantic_cache`` plugin is on and ``with_cache``
+    (jobs do not use it)."""
     from heimdall.config import ConfigError
 
     root = Path(state_dir or ".heimdall")
@@ -258,7 +269,7 @@ def build_governor(
 
             store = SqliteStore(root / "governance.sqlite3")
     cache = None
-    settings = config.semantic_cache
+    settings = config.semantic_cache if with_cache else None
     if settings is not None and bucket is None and in_lambda:
         logger.warning("the transcript cache is off: it needs the audio bucket (HEIMDALL_AUDIO_BUCKET) in Lambda")
     elif settings is not None:

@@ -93,7 +93,8 @@ class SqliteStore:
 
     def record(self, record: UsageRecord, expires: float) -> None:
         db = self._connection()
-        values = [getattr(record, name) for name in _FIELDS]
+        # a record without a key is stored with '' (the column predates them, and is NOT NULL)
+        values = [getattr(record, name) if name != "key_id" else record.key_id or "" for name in _FIELDS]
         db.execute(
             f"INSERT INTO usage ({', '.join(_FIELDS)}, expires) VALUES ({', '.join('?' * (len(_FIELDS) + 1))})",  # noqa: S608 - column names are ours
             (*values, expires),
@@ -112,4 +113,5 @@ class SqliteStore:
         for row in rows:
             values = dict(zip(_FIELDS, row, strict=True))
             values["cache_hit"] = bool(values["cache_hit"])
+            values["key_id"] = values["key_id"] or None
             yield UsageRecord(**values)

@@ -64,7 +64,7 @@ class Claim:
 class UsageRecord:
     ts: float
     event_id: str
-    key_id: str
+    key_id: str | None  # None: a job of a file an operator dropped into the bucket
     route: str
     model_requested: str | None
     provider: str | None

@@ -1,0 +1,259 @@
+"""Governance of transcription jobs, end to end on moto's server (S3, the job table, the governance
+table): ``POST /v1/uploads`` through the running gateway, the presigned POST, the S3 event the ingest
+handler gets (twice, as S3 may deliver it), and the counters and usage records the job leaves."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+import requests
+
+from heimdall.api.app import create_app
+from heimdall.config import load_config
+from heimdall.governance.store import SCALE
+from heimdall.governance.windows import window_at
+from tests.fakes.base import Fault
+from tests.support.aws import create_governance_table
+from tests.support.jobs import BUCKET, failure_event, job_stack, put, s3_event
+from tests.support.lambda_events import LambdaContext
+from tests.support.servers import serve, wait_until
+from tests.support.speech import FILES
+from tests.support.upstreams import Upstreams
+
+TEAM = "hk-team-0123456789abcdef"
+ADMIN = "hk-admin-0123456789abcdef"
+HELLO = FILES["hello"].read_bytes()
+HELLO_SECONDS = 4.205125  # the WAV's frames over its rate
+WHISPER_PER_MINUTE = 0.006  # openai/whisper-1's default price
+
+
+@pytest.fixture(scope="module")
+def aws() -> Iterator[dict[str, str]]:
+    with job_stack() as env:
+        yield env
+
+
+@pytest.fixture
+def governance_table(aws: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh governance table, named to the gateway and the ingest handler as the template does."""
+    table = f"governance-{uuid.uuid4().hex}"
+    create_governance_table(table)
+    monkeypatch.setenv("HEIMDALL_GOVERNANCE_TABLE", table)
+    return table
+
+
+@pytest.fixture
+def configure(tmp_path: Path, upstreams: Upstreams, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Writes the config (the fake OpenAI, keys team and admin, ``rate_limits``/``budgets`` for team)
+    where HEIMDALL_CONFIG points, so the gateway and the ingest handler read the same one."""
+
+    def write(rate_limit: dict[str, Any] | None = None, budget: float | None = None) -> Path:
+        team: dict[str, Any] = {"id": "team", "value": TEAM}
+        governance: dict[str, Any] = {"virtual_keys": [team, {"id": "admin", "value": ADMIN, "admin": True}]}
+        if rate_limit is not None:
+            team["rate_limit_id"] = "rl-team"
+            governance["rate_limits"] = [{"id": "rl-team", **rate_limit}]
+        if budget is not None:
+            governance["budgets"] = [{"id": "b-team", "virtual_key_id": "team", "max_limit": budget,
+                                      "reset_duration": "1M"}]  # fmt: skip
+        network = {"base_url": upstreams.urls["openai"], "max_retries": 1, "retry_backoff_initial": 10}
+        document = {
+            "providers": {"openai": {"keys": [{"value": upstreams.keys["openai"]}], "network_config": network}},
+            "client_config": {"default_model": "openai/whisper-1"},
+            "governance": governance,
+        }
+        path = tmp_path / "config.json"
+        path.write_text(json.dumps(document))
+        monkeypatch.setenv("HEIMDALL_CONFIG", str(path))
+        return path
+
+    return write
+
+
+def upload(gateway: str, key: str = TEAM) -> httpx.Response:
+    return httpx.post(f"{gateway}/v1/uploads", json={"filename": "hello.wav", "model": "openai/whisper-1"},
+                      headers={"api-key": key}, timeout=30)  # fmt: skip
+
+
+def upload_file(created: httpx.Response) -> str:
+    """The presigned POST, as a client makes it; the object's key."""
+    post = created.json()["upload"]
+    response = requests.post(post["url"], data=post["fields"], files={"file": ("hello.wav", HELLO)}, timeout=30)
+    assert response.status_code in (200, 204), response.text
+    key: str = post["fields"]["key"]
+    return key
+
+
+def event_for(key: str) -> dict[str, Any]:
+    head = boto3.client("s3").head_object(Bucket=BUCKET, Key=key)
+    return s3_event((key, head["ContentLength"], head["ETag"].strip('"'), "0A1B2C3D4E5F678901"))
+
+
+def ingest() -> Any:
+    from heimdall.jobs import ingest_handler
+
+    return ingest_handler()  # reads HEIMDALL_CONFIG and HEIMDALL_GOVERNANCE_TABLE as in Lambda
+
+
+def deliver(handler: Any, event: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = handler(event, LambdaContext(function_name="heimdall-IngestFunction",
+                                                          remaining_ms=900_000))  # fmt: skip
+    return result
+
+
+def spent(app: Any, counter: str, duration: str, since: float) -> float:
+    """A counter's total in the windows from ``since`` to now (a test may cross a window's end)."""
+    store = app.state.governor.store
+    windows = {window_at(duration, since), window_at(duration, time.time())}
+    metric = counter.rsplit(":", 1)[-1]
+    return sum(store.used(counter, window) for window in windows) / SCALE[metric]
+
+
+def usage(gateway: str, expect_requests: int, **query: str) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+
+    def arrived() -> bool:
+        nonlocal body
+        body = httpx.get(f"{gateway}/v1/usage", params=query, headers={"api-key": ADMIN}).json()
+        return bool(body.get("totals", {}).get("requests") == expect_requests)
+
+    wait_until(arrived, timeout=10, what=f"{expect_requests} usage records")
+    return body
+
+
+def records(app: Any) -> list[Any]:
+    now = time.time()
+    return list(app.state.governor.store.records(now - 3600, now + 60))
+
+
+def test_a_key_with_a_request_limit_of_n_gets_n_uploads_then_a_429(
+    governance_table: str, configure: Any, fakes: Upstreams
+) -> None:
+    app = create_app(load_config(str(configure(rate_limit={"request_max_limit": 2, "request_reset_duration": "1h"}))))
+    with serve(app) as gateway:
+        created = [upload(gateway) for _ in range(2)]
+        refused = upload(gateway)
+        body = usage(gateway, 1)  # the refusal; an admitted upload's record is its job's, when it ends
+    assert [r.status_code for r in created] == [201, 201]
+    assert refused.status_code == 429
+    assert 0 < int(refused.headers["retry-after"]) <= 3600
+    assert refused.json()["error"]["code"] == "requests_limit_exceeded"
+    assert refused.json()["extra_fields"]["limit"]["id"] == "rl-team"
+    assert body["totals"]["errors"] == 1
+    assert fakes.calls("openai") == 0
+
+
+def test_a_job_is_charged_its_decoded_seconds_and_cost_once_when_its_event_comes_twice(
+    governance_table: str, configure: Any, fakes: Upstreams
+) -> None:
+    since = time.time()
+    limits = {"request_max_limit": 10, "request_reset_duration": "1d",
+              "token_max_limit": 3600, "token_reset_duration": "1d"}  # fmt: skip
+    app = create_app(load_config(str(configure(rate_limit=limits, budget=1.0))))
+    handler = ingest()
+    with serve(app) as gateway:
+        created = upload(gateway)
+        event = event_for(upload_file(created))
+        first = deliver(handler, event)["jobs"][0]
+        second = deliver(handler, event)["jobs"][0]
+        body = usage(gateway, 1, group_by="key")
+    cost = round(WHISPER_PER_MINUTE * HELLO_SECONDS / 60, 8)
+    assert first["status"] == "succeeded" and second["delivery"] == "done"
+    assert fakes.calls("openai") == 1
+    assert first["audio_seconds"] == pytest.approx(HELLO_SECONDS, abs=0.001)
+    assert spent(app, "rate_limit:rl-team:requests", "1d", since) == 1
+    assert spent(app, "rate_limit:rl-team:audio_seconds", "1d", since) == pytest.approx(HELLO_SECONDS, abs=0.001)
+    assert spent(app, "budget:b-team:dollars", "1M", since) == pytest.approx(cost, rel=1e-6)
+    (record,) = records(app)
+    assert (record.route, record.key_id, record.provider, record.model, record.status) == (
+        "/v1/uploads", "team", "openai", "whisper-1", 200
+    )  # fmt: skip
+    assert record.model_requested == "openai/whisper-1"
+    assert record.fallback_index == 0
+    assert record.audio_seconds == pytest.approx(HELLO_SECONDS, abs=0.001)
+    assert record.cost == pytest.approx(cost, rel=1e-6)
+    assert record.latency_ms > 0
+    (row,) = body["data"]
+    assert row["key_id"] == "team" and row["requests"] == 1 and row["errors"] == 0
+    assert row["audio_seconds"] == round(HELLO_SECONDS, 3) and row["cost"] == pytest.approx(cost, rel=1e-6)
+
+
+def test_a_job_that_fails_for_good_is_not_charged(governance_table: str, configure: Any, fakes: Upstreams) -> None:
+    since = time.time()
+    limits = {"request_max_limit": 1, "request_reset_duration": "1d"}
+    app = create_app(load_config(str(configure(rate_limit=limits, budget=1.0))))
+    handler = ingest()
+    fakes.fakes["openai"].always = Fault("status", 503)
+    with serve(app) as gateway:
+        created = upload(gateway)
+        event = event_for(upload_file(created))
+        (job,) = deliver(handler, event)["jobs"]
+        (again,) = deliver(handler, event)["jobs"]
+        fakes.fakes["openai"].always = None
+        after = upload(gateway)  # the failed job's request was given back: the limit of 1 admits another
+        body = usage(gateway, 1)
+    assert job["status"] == "failed" and again["delivery"] == "done"
+    assert after.status_code == 201
+    assert spent(app, "rate_limit:rl-team:requests", "1d", since) == 1  # the second upload's
+    assert spent(app, "budget:b-team:dollars", "1M", since) == 0
+    (record,) = records(app)
+    assert (record.route, record.key_id, record.status, record.cost, record.audio_seconds) == (
+        "/v1/uploads", "team", 502, 0.0, 0.0
+    )  # fmt: skip
+    assert body["totals"] == {"requests": 1, "errors": 1, "cache_hits": 0, "audio_seconds": 0.0, "cost": 0.0}
+
+
+def test_a_key_past_its_audio_limit_is_refused_at_its_next_upload(
+    governance_table: str, configure: Any, fakes: Upstreams
+) -> None:
+    limits = {"token_max_limit": 3, "token_reset_duration": "1d"}  # fewer seconds than one hello.wav
+    app = create_app(load_config(str(configure(rate_limit=limits))))
+    with serve(app) as gateway:
+        created = upload(gateway)
+        (job,) = deliver(ingest(), event_for(upload_file(created)))["jobs"]
+        refused = upload(gateway)
+    assert job["status"] == "succeeded"  # admitted before its length was known, then charged in full
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "audio_seconds_limit_exceeded"
+
+
+def test_a_job_whose_runner_died_on_its_last_attempt_gives_its_reservation_back(
+    governance_table: str, configure: Any, fakes: Upstreams
+) -> None:
+    from heimdall.jobs import failure_handler
+
+    app = create_app(load_config(str(configure(rate_limit={"request_max_limit": 1, "request_reset_duration": "1d"}))))
+    with serve(app) as gateway:
+        created = upload(gateway)
+        event = event_for(upload_file(created))
+        (job,) = failure_handler()(failure_event(event), LambdaContext())["jobs"]
+        after = upload(gateway)
+        usage(gateway, 1)
+    assert job["status"] == "failed" and job["error"]["error"]["code"] == "job_interrupted"
+    assert after.status_code == 201
+    (record,) = records(app)
+    assert (record.key_id, record.status, record.cost) == ("team", 500, 0.0)
+
+
+def test_a_file_an_operator_dropped_is_recorded_without_a_key(
+    governance_table: str, configure: Any, fakes: Upstreams
+) -> None:
+    app = create_app(load_config(str(configure(rate_limit={"request_max_limit": 1, "request_reset_duration": "1d"}))))
+    event = s3_event(put(f"incoming/dropbox/{uuid.uuid4().hex}.wav", HELLO))
+    (job,) = deliver(ingest(), event)["jobs"]
+    with serve(app) as gateway:
+        body = usage(gateway, 1, group_by="key")
+        admitted = upload(gateway)  # the drop counted against no key's limit
+    assert job["status"] == "succeeded"
+    assert body["data"][0]["key_id"] is None
+    assert body["data"][0]["audio_seconds"] == round(HELLO_SECONDS, 3)
+    assert body["data"][0]["cost"] == round(WHISPER_PER_MINUTE * HELLO_SECONDS / 60, 8)
+    assert admitted.status_code == 201
