@@ -399,6 +399,39 @@ def test_a_stream_is_limited_and_charged_like_any_request(
     assert refused.status_code == 429
 
 
+def test_a_stream_is_charged_its_seconds_at_the_serving_price_and_recorded(
+    upstreams: Upstreams, fakes: Upstreams, backend: dict[str, str], tmp_path: Any
+) -> None:
+    clock = Clock()
+    with gateway(upstreams, backend, clock, tmp_path, **budget(1.0)) as (url, governor):
+        streamed = post(url, model="openai/gpt-4o-transcribe", stream="true")
+        spent = governor.store.used("budget:b-team:dollars", window_at("1M", clock.now)) / SCALE["dollars"]
+        summary = usage(url, 1, group_by="model")
+    cost = HELLO_SECONDS / 60 * 0.006  # openai/gpt-4o-transcribe's default price
+    assert streamed.status_code == 200 and streamed.text.rstrip().endswith("data: [DONE]")
+    assert spent == pytest.approx(cost, rel=1e-3)
+    (row,) = summary["data"]
+    assert row["model"] == "openai/gpt-4o-transcribe"
+    assert row["audio_seconds"] == round(HELLO_SECONDS, 3)
+    assert row["cost"] == pytest.approx(cost, rel=1e-3)
+
+
+def test_streams_bypass_the_cache_and_are_never_served_from_it(
+    upstreams: Upstreams, fakes: Upstreams, tmp_path: Any
+) -> None:
+    with gateway(upstreams, {}, Clock(), tmp_path, **CACHE) as (url, _):
+        streams = [cached(url, model="openai/gpt-4o-transcribe", stream="true") for _ in range(2)]
+        after_streams = cached(url, model="openai/gpt-4o-transcribe")  # nothing was stored by the streams
+        stored = cached(url, model="openai/gpt-4o-transcribe")  # now it is
+        streamed_again = cached(url, model="openai/gpt-4o-transcribe", stream="true")
+    assert [s.status_code for s in streams] == [200, 200]
+    assert all("cache_debug" not in s.text for s in streams)
+    assert after_streams.json()["extra_fields"]["cache_debug"]["cache_hit"] is False
+    assert stored.json()["extra_fields"]["cache_debug"]["cache_hit"] is True
+    assert streamed_again.status_code == 200 and streamed_again.text.rstrip().endswith("data: [DONE]")
+    assert fakes.calls("openai") == 4  # both streams, the first non-stream, the last stream: never the cache
+
+
 def test_limits_that_cannot_be_checked_refuse_with_503_and_a_lost_release_keeps_the_real_error(
     upstreams: Upstreams, fakes: Upstreams, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
