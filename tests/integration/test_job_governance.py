@@ -257,3 +257,33 @@ def test_a_file_an_operator_dropped_is_recorded_without_a_key(
     assert body["data"][0]["audio_seconds"] == round(HELLO_SECONDS, 3)
     assert body["data"][0]["cost"] == round(WHISPER_PER_MINUTE * HELLO_SECONDS / 60, 8)
     assert admitted.status_code == 201
+
+
+def test_a_second_upload_through_the_same_url_is_charged_as_a_request_of_its_own(
+    governance_table: str, configure: Any, fakes: Upstreams
+) -> None:
+    """The presigned POST stays valid for 15 minutes: each upload through it is a transcription."""
+    since = time.time()
+    limits = {"request_max_limit": 10, "request_reset_duration": "1d",
+              "token_max_limit": 3600, "token_reset_duration": "1d"}  # fmt: skip
+    app = create_app(load_config(str(configure(rate_limit=limits))))
+    handler = ingest()
+    with serve(app) as gateway:
+        created = upload(gateway)
+        post = created.json()["upload"]
+        jobs = []
+        for audio in (HELLO, FILES["fox"].read_bytes()):
+            response = requests.post(post["url"], data=post["fields"], files={"file": ("hello.wav", audio)}, timeout=30)
+            assert response.status_code in (200, 204)
+            key = post["fields"]["key"]
+            head = boto3.client("s3").head_object(Bucket=BUCKET, Key=key)
+            version = (key, head["ContentLength"], head["ETag"].strip('"'), f"0A1B2C3D4E5F6789{len(jobs):02X}")
+            jobs.append(deliver(handler, s3_event(version))["jobs"][0])
+            deliver(handler, s3_event(version))  # and each event twice
+        usage(gateway, 2)
+    assert [job["status"] for job in jobs] == ["succeeded", "succeeded"]
+    assert fakes.calls("openai") == 2
+    seconds = sum(job["audio_seconds"] for job in jobs)
+    assert spent(app, "rate_limit:rl-team:requests", "1d", since) == 2
+    assert spent(app, "rate_limit:rl-team:audio_seconds", "1d", since) == pytest.approx(seconds, abs=0.002)
+    assert sorted(r.audio_seconds for r in records(app)) == sorted(round(j["audio_seconds"], 3) for j in jobs)
