@@ -61,6 +61,9 @@ class ConfigError(Exception):
 
 
 class _Strict(BaseModel):
+    # Empty lists and dicts are given as defaults (pydantic copies them for each instance), not as
+    # default_factory=list: a builtin factory makes pydantic parse its text signature when the class
+    # is built, which loads Python's tokenizer at every cold start.
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -76,13 +79,13 @@ class KeyConfig(_Strict):
     model_config = ConfigDict(extra="allow", frozen=True)  # provider-specific blocks (azure_key_config…)
     name: str | None = None
     value: SecretStr
-    models: list[str] = Field(default_factory=list)
+    models: list[str] = Field(default=[])
     weight: float = Field(default=1.0, ge=0)
 
 
 class ProviderConfig(_Strict):
     model_config = ConfigDict(extra="allow", frozen=True)
-    keys: list[KeyConfig] = Field(default_factory=list)
+    keys: list[KeyConfig] = Field(default=[])
     network_config: NetworkConfig = NetworkConfig()
     send_back_raw_response: bool = False
 
@@ -130,7 +133,7 @@ class VirtualKey(_Strict):
     value_env: str | None = None
     rate_limit_id: str | None = None
     budget_id: str | None = None  # Bifrost before 1.5; now budgets name their key (virtual_key_id)
-    provider_configs: list[ProviderLimits] = Field(default_factory=list)
+    provider_configs: list[ProviderLimits] = Field(default=[])
     #: May read GET /v1/usage (Heimdall's own field).
     admin: bool = False
 
@@ -144,11 +147,11 @@ class VirtualKey(_Strict):
 
 class Governance(_Strict):
     model_config = ConfigDict(extra="allow", frozen=True)
-    virtual_keys: list[VirtualKey] = Field(default_factory=list)
-    rate_limits: list[RateLimit] = Field(default_factory=list)
-    budgets: list[Budget] = Field(default_factory=list)
+    virtual_keys: list[VirtualKey] = Field(default=[])
+    rate_limits: list[RateLimit] = Field(default=[])
+    budgets: list[Budget] = Field(default=[])
     #: US dollars per minute of audio by "provider/model" or "provider/*", over the list-price defaults.
-    pricing: dict[str, float] = Field(default_factory=dict)
+    pricing: dict[str, float] = Field(default={})
     usage_retention_days: int = Field(default=90, ge=1, le=3660)
 
     @model_validator(mode="after")
@@ -180,12 +183,12 @@ class Governance(_Strict):
 
 class GatewayConfig(_Strict):
     model_config = ConfigDict(extra="allow", frozen=True)  # other Bifrost sections are ignored
-    providers: dict[ProviderName, ProviderConfig] = Field(default_factory=dict)
+    providers: dict[ProviderName, ProviderConfig] = Field(default={})
     local: LocalConfig = LocalConfig()
-    deployments: dict[ModelName, Annotated[list[Target], Field(min_length=1)]] = Field(default_factory=dict)
+    deployments: dict[ModelName, Annotated[list[Target], Field(min_length=1)]] = Field(default={})
     client_config: ClientConfig = ClientConfig()
     governance: Governance = Governance()
-    plugins: list[Plugin] = Field(default_factory=list)
+    plugins: list[Plugin] = Field(default=[])
 
     @property
     def semantic_cache(self) -> SemanticCache | None:

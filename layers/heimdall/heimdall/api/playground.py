@@ -107,7 +107,7 @@ def _asset_endpoint(name: str) -> Any:
 
 
 class _Cue(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
     start: float = _SECONDS
     end: float = _SECONDS
     text: str
@@ -116,7 +116,7 @@ class _Cue(BaseModel):
 class RenderBody(BaseModel):
     """The part of a transcript the renderer needs: its text and, for subtitles, its segments."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
     text: str
     segments: list[_Cue] | None = None
 

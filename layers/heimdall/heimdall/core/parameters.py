@@ -78,11 +78,11 @@ class TranscriptionForm(BaseModel):
     response_format: ResponseFormat = Field(ResponseFormat.JSON)
     temperature: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
     timestamp_granularities: list[TimestampGranularity] = Field(
-        default_factory=list, description="`word` needs `response_format=verbose_json`. Also sent as `[]`."
+        default=[], description="`word` needs `response_format=verbose_json`. Also sent as `[]`."
     )
     stream: bool = Field(False, description="Server-sent events (`true`/`false`/`1`/`0`).")
-    fallbacks: list[str] = Field(default_factory=list, description="provider/model targets tried in order.")
-    include: list[Literal["logprobs"]] = Field(default_factory=list, description="Extra outputs: `logprobs`.")
+    fallbacks: list[str] = Field(default=[], description="provider/model targets tried in order.")
+    include: list[Literal["logprobs"]] = Field(default=[], description="Extra outputs: `logprobs`.")
     chunking_strategy: str | None = Field(None, description='`auto`, or a JSON object {"type": "server_vad", …}.')
     file_format: str | None = Field(None, description="The audio's format (`mp3`, `wav`…) when the filename lacks it.")
 

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from heimdall.core.errors import HeimdallError
 from heimdall.core.types import AudioInput, Transcript, TranscriptionRequest
-from heimdall.governance.cache import BucketBackend, DirectoryBackend, Hit, Lookup, TranscriptCache
 from heimdall.governance.jobs import UPLOAD_ROUTE
 from heimdall.governance.limits import Clock, Limits
 from heimdall.governance.pricing import PriceTable
@@ -28,6 +27,7 @@ from heimdall.routing import RoutedStream, RoutedTranscript, Router, Target
 
 if TYPE_CHECKING:
     from heimdall.config import GatewayConfig
+    from heimdall.governance.cache import Hit, Lookup, TranscriptCache
 
 R = TypeVar("R")
 
@@ -272,7 +272,9 @@ def build_governor(
     settings = config.semantic_cache if with_cache else None
     if settings is not None and bucket is None and in_lambda:
         logger.warning("the transcript cache is off: it needs the audio bucket (HEIMDALL_AUDIO_BUCKET) in Lambda")
-    elif settings is not None:
+    elif settings is not None:  # imported only then: a gateway without the plugin starts without it
+        from heimdall.governance.cache import BucketBackend, DirectoryBackend, TranscriptCache
+
         backend = BucketBackend(bucket) if bucket is not None else DirectoryBackend(root / "cache")
         cache = TranscriptCache(settings, backend)
     return Governor(config, store, cache, clock=clock, usage_routes=usage_routes)

@@ -113,4 +113,4 @@ def ttl_seconds(value: str | float) -> float:
 class Plugin(_Model):
     name: str
     enabled: bool = True
-    config: dict[str, Any] = Field(default_factory=dict)
+    config: dict[str, Any] = Field(default={})

@@ -39,7 +39,7 @@ Timeline = Annotated[list[T], Field(max_length=MAX_TIMELINE_ITEMS)]
 class WireModel(BaseModel):
     """The base of every provider answer model: unknown fields ignored, numbers finite."""
 
-    model_config = ConfigDict(extra="ignore", allow_inf_nan=False, frozen=True)
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False, frozen=True, defer_build=True)
 
 
 class ErrorBody(WireModel):
