@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import json
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,6 +103,10 @@ class FakeUpstream:
         self.faults: deque[Fault] = deque()
         self.always: Fault | None = None
         self.echo_key_in_errors = False
+        #: Seconds the answer to a request takes (a model of the provider's speed), else at once.
+        self.latency: Callable[[Recorded], float] | None = None
+        #: A fault for one request by what it carries (e.g. one piece of long audio), else None.
+        self.fault_for: Callable[[Recorded], Fault | None] | None = None
 
     def fail_next(self, *faults: Fault) -> None:
         self.faults.extend(faults)
@@ -110,6 +115,8 @@ class FakeUpstream:
         self.requests.clear()
         self.faults.clear()
         self.always = None
+        self.latency = None
+        self.fault_for = None
 
     # -- the ASGI app -------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -118,7 +125,10 @@ class FakeUpstream:
         request = Request(scope, receive)
         recorded = await self.record(request)
         self.requests.append(recorded)
-        fault = self.faults.popleft() if self.faults else self.always
+        fault = self.faults.popleft() if self.faults else None
+        fault = fault or (self.fault_for(recorded) if self.fault_for is not None else None) or self.always
+        if self.latency is not None:
+            await asyncio.sleep(self.latency(recorded))
         if fault is not None and fault.kind == "slow":  # a right answer, late
             await asyncio.sleep(fault.seconds)
             fault = None

@@ -45,6 +45,11 @@ def _wav_header(samples: int) -> bytes:
     )  # fmt: skip
 
 
+def wav_bytes(pcm: Any) -> bytes:
+    """16 kHz mono int16 samples as a WAV file."""
+    return _wav_header(len(pcm)) + bytes(pcm.tobytes())
+
+
 def _quietest_cut(pcm: Any, limit: int) -> int:
     """The sample index to cut at: the start of the quietest 100 ms window in the last 30 s."""
     import numpy as np

@@ -28,10 +28,16 @@ from heimdall.aws_clients import LazyClient
 #: Attributes a user sees in a job's status (the rest is the lease and the request's parameters).
 PUBLIC = ("job_id", "status", "created_at", "updated_at", "key", "key_id", "attempt", "heartbeat_at",
           "pieces_done", "pieces_total", "error", "provider", "model_deployment", "fallback_index",
-          "transcript_key", "audio_seconds")  # fmt: skip
+          "transcript_key", "audio_seconds", "phase", "pieces_failed")  # fmt: skip
 #: What a new run clears from the item.
 OUTCOME = ("error", "provider", "model_deployment", "fallback_index", "transcript_key", "pieces_done", "pieces_total",
            "audio_seconds")  # fmt: skip
+#: What a fanned-out job adds (heimdall.fanout): its phase, which pieces are done or failed for good,
+#: and the stitch's claim. A newer upload clears them; a retry of the same upload keeps them, so the
+#: pieces already done stay counted while the retry cuts the audio again.
+FANOUT = ("phase", "pieces_finished", "pieces_failed", "stitcher", "stitch_until")
+#: What a retry of the same upload clears: the outcome, but not the pieces' count.
+RETRY_CLEARS = tuple(name for name in OUTCOME if name not in ("pieces_done", "pieces_total"))
 
 
 def now_iso() -> str:
@@ -64,6 +70,8 @@ class Claim:
 def view(item: dict[str, Any]) -> dict[str, Any]:
     """A job's status as the user sees it: which object it is about and how far it got."""
     status = {name: item[name] for name in PUBLIC if name in item}
+    if "pieces_failed" in status:
+        status["pieces_failed"] = sorted(int(index) for index in status["pieces_failed"])
     if "etag" in item:
         status["object"] = {"etag": item["etag"], "size": item["size"]}
     return status
@@ -105,12 +113,12 @@ class JobTable:
                      "key": version.key, "attempt": 1}  # fmt: skip
             newer = "attribute_not_exists(#etag) OR (#sequencer < :sequencer AND (#etag <> :etag OR #status = :failed))"
             values = {":sequencer": fresh["sequencer"], ":etag": version.etag, ":failed": "failed"}
-            item = self._update(job_id, fresh, newer, values, remove=OUTCOME, created=True)
+            item = self._update(job_id, fresh, newer, values, remove=OUTCOME + FANOUT, created=True)
             if item is not None:
                 return Claim("claimed", item)
             lapsed = "#etag = :etag AND #status = :running AND #lease_until < :now AND #attempt < :max"
             values = {":etag": version.etag, ":running": "running", ":now": moment, ":max": max_attempts}
-            item = self._update(job_id, lease, lapsed, values, remove=OUTCOME, add={"attempt": 1})
+            item = self._update(job_id, lease, lapsed, values, remove=RETRY_CLEARS, add={"attempt": 1})
             if item is not None:
                 return Claim("claimed", item)
             current = self.get(job_id) or {}
@@ -159,6 +167,79 @@ class JobTable:
         values = {":sequencer": sequencer}
         return self._update(job_id, changes, condition, values, remove=("reserved",), returns="ALL_OLD")
 
+    # -- a fanned-out job (heimdall.fanout) -----------------------------------------------------
+    def begin_pieces(self, job_id: str, owner: str) -> dict[str, Any] | None:
+        """The run holding the job starts cutting it into pieces for the piece function."""
+        return self._expression(
+            job_id,
+            "SET #phase = :cutting, #pieces_done = if_not_exists(#pieces_done, :zero), #updated_at = :now",
+            "#owner = :owner AND #status = :running",
+            {":cutting": "cutting", ":zero": 0, ":now": now_iso(), ":owner": owner, ":running": "running"},
+        )
+
+    def pieces_cut(
+        self, job_id: str, owner: str, total: int, audio_seconds: float, hold_seconds: float
+    ) -> dict[str, Any] | None:
+        """The last piece is cut and queued: the run hands the job over to its pieces. The lease
+        becomes the pieces' (owner ``pieces``) for ``hold_seconds``, so a duplicated or retried
+        upload event finds the job busy instead of cutting it again."""
+        return self._expression(
+            job_id,
+            "SET #pieces_total = :total, #audio_seconds = :seconds, #phase = :transcribing, #owner = :pieces,"
+            " #lease_until = :until, #heartbeat_at = :now, #updated_at = :now",
+            "#owner = :owner AND #status = :running",
+            {":total": total, ":seconds": audio_seconds, ":transcribing": "transcribing", ":pieces": "pieces",
+             ":until": time.time() + hold_seconds, ":now": now_iso(), ":owner": owner, ":running": "running"},
+        )  # fmt: skip
+
+    def piece_done(self, job_id: str, etag: str, index: int) -> dict[str, Any] | None:
+        """Count piece ``index`` done, once: None when it was counted already or the job is no longer
+        running on ``etag``. One conditional write on the job's item marks it and counts it."""
+        return self._expression(
+            job_id,
+            "ADD #pieces_finished :index, #pieces_done :one SET #updated_at = :now",
+            "#etag = :etag AND #status = :running AND NOT contains(#pieces_finished, :number)",
+            {":index": {index}, ":one": 1, ":now": now_iso(), ":etag": etag, ":running": "running",
+             ":number": index},
+        )  # fmt: skip
+
+    def claim_stitch(self, job_id: str, etag: str, stitcher: str, lease_seconds: float) -> dict[str, Any] | None:
+        """The right to stitch, for whoever sees every piece done first; a stitcher that died loses it
+        after ``lease_seconds``."""
+        moment = time.time()
+        return self._expression(
+            job_id,
+            "SET #phase = :stitching, #stitcher = :stitcher, #stitch_until = :until, #updated_at = :now",
+            "#etag = :etag AND #status = :running AND #pieces_done >= #pieces_total"
+            " AND (attribute_not_exists(#stitcher) OR #stitch_until < :moment)",
+            {":stitching": "stitching", ":stitcher": stitcher, ":until": moment + lease_seconds, ":now": now_iso(),
+             ":etag": etag, ":running": "running", ":moment": moment},
+        )  # fmt: skip
+
+    def finish_stitched(self, job_id: str, etag: str, stitcher: str, **fields: Any) -> dict[str, Any] | None:
+        """The stitcher records the job succeeded; None when it lost its claim or the job ended."""
+        changes = {"status": "succeeded", "lease_until": 0, "updated_at": now_iso(), **fields}
+        values = {":etag": etag, ":running": "running", ":stitcher": stitcher}
+        condition = "#etag = :etag AND #status = :running AND #stitcher = :stitcher"
+        return self._update(job_id, changes, condition, values, remove=("phase", "stitcher", "stitch_until"))
+
+    def fail_pieces(self, job_id: str, etag: str, index: int, error: dict[str, Any]) -> dict[str, Any] | None:
+        """Piece ``index`` failed for good: the running job fails with ``error`` (None when it had
+        ended already; a failed fanned-out job still adds the piece to ``pieces_failed``)."""
+        values = {":index": {index}, ":now": now_iso(), ":etag": etag, ":running": "running"}
+        failed = self._expression(
+            job_id,
+            "SET #status = :failed, #error = :error, #lease_until = :zero, #updated_at = :now"
+            " ADD #pieces_failed :index REMOVE #phase, #stitcher, #stitch_until",
+            "#etag = :etag AND #status = :running",
+            {**values, ":failed": "failed", ":error": error, ":zero": 0},
+        )
+        if failed is None:
+            noted = {k: values[k] for k in (":index", ":now", ":etag")}
+            condition = "#etag = :etag AND attribute_exists(#pieces_failed)"
+            self._expression(job_id, "ADD #pieces_failed :index SET #updated_at = :now", condition, noted)
+        return failed
+
     # -- one conditional write ----------------------------------------------------------------
     def _owned_update(self, job_id: str, owner: str, changes: dict[str, Any]) -> dict[str, Any] | None:
         values = {":owner": owner, ":running": "running"}
@@ -192,6 +273,17 @@ class JobTable:
             **{f":add_{n}": v for n, v in (add or {}).items()},
             **values,
         }
+        return self._expression(job_id, expression, condition, attribute_values, returns)
+
+    def _expression(
+        self,
+        job_id: str,
+        expression: str,
+        condition: str,
+        values: dict[str, Any],
+        returns: Literal["ALL_NEW", "ALL_OLD"] = "ALL_NEW",
+    ) -> dict[str, Any] | None:
+        """One UpdateItem as written (``#name`` placeholders stand for themselves)."""
         names = {token: token[1:] for token in re.findall(r"#\w+", f"{expression} {condition}")}
         try:
             response = self.dynamodb.update_item(
@@ -200,7 +292,7 @@ class JobTable:
                 UpdateExpression=expression,
                 ConditionExpression=condition,
                 ExpressionAttributeNames=names,
-                ExpressionAttributeValues=_encode(attribute_values),
+                ExpressionAttributeValues=_encode(values),
                 ReturnValues=returns,
             )
         except self.dynamodb.exceptions.ConditionalCheckFailedException:

@@ -28,7 +28,8 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
 from heimdall.audio import check_audio
@@ -36,12 +37,15 @@ from heimdall.config import GatewayConfig
 from heimdall.core.errors import HeimdallError, InvalidRequest
 from heimdall.core.formats import PLAIN_TEXT_FORMATS, render_plain
 from heimdall.core.parameters import build_request, safe_filename
-from heimdall.core.types import AudioInput, ResponseFormat
+from heimdall.core.types import AudioInput, ResponseFormat, Transcript, TranscriptionRequest
 from heimdall.governance.jobs import UPLOAD_ROUTE, JobAccounting
 from heimdall.job_table import JobTable, ObjectVersion, view
 from heimdall.observability import logger
 from heimdall.routing import Router, Target, deadline_for
 from heimdall.storage import INCOMING, AudioBucket, ObjectReplaced, transcript_key
+
+if TYPE_CHECKING:
+    from heimdall.fanout import Scatter
 
 EXTENSIONS = {ResponseFormat.SRT: "srt", ResponseFormat.VTT: "vtt", ResponseFormat.TEXT: "txt"}
 _JOB_NAMESPACE = uuid.UUID("6f1d3c1e-5b0a-4f7e-9f9a-2d5f0c8e7a11")
@@ -76,6 +80,45 @@ def default_model(config: GatewayConfig, router: Router) -> str:
     if config.deployments:
         return next(iter(config.deployments))
     return "local/tiny.en" if "local" in router.providers else ""
+
+
+@dataclass(frozen=True)
+class FannedOut:
+    """The run cut the audio into pieces for the piece function and handed the job over to them
+    (heimdall.fanout); ``item`` is the job as it left it."""
+
+    item: dict[str, Any]
+
+
+def store_transcript(
+    bucket: AudioBucket,
+    job_id: str,
+    source: dict[str, Any],
+    request: TranscriptionRequest,
+    served: tuple[str, str, int],
+    transcript: Transcript,
+) -> dict[str, Any]:
+    """Write the transcript of exactly one upload (``source``: its key, ETag and size) once, with the
+    requested rendering; returns what the job's status records about it. ``served`` is the
+    (provider, model deployment, fallback index) that produced it."""
+    provider, deployment, fallback_index = served
+    key = transcript_key(job_id, source["etag"])
+    document = {
+        "job_id": job_id,
+        "object": source,
+        "request": {"model": request.model, "response_format": str(request.response_format),
+                    "timestamp_granularities": sorted(str(g) for g in request.timestamp_granularities)},
+        "provider": provider,
+        "model_deployment": deployment,
+        "fallback_index": fallback_index,
+        "transcript": transcript.model_dump(exclude_none=True),
+    }  # fmt: skip
+    if bucket.put_json(key, document, only_if_absent=True) and request.response_format in PLAIN_TEXT_FORMATS:
+        rendered = render_plain(transcript, request.response_format, provider)
+        extension = EXTENSIONS[request.response_format]
+        bucket.put_text(transcript_key(job_id, source["etag"], extension), rendered, "text/plain; charset=utf-8")
+    return {"provider": provider, "model_deployment": deployment, "fallback_index": fallback_index,
+            "transcript_key": key}  # fmt: skip
 
 
 class LostTheJob(Exception):
@@ -126,11 +169,13 @@ class JobRunner:
         dead_letters: DeadLetters,
         lease_seconds: float = LEASE_SECONDS,
         accounting: JobAccounting | None = None,
+        scatter: Scatter | None = None,
     ) -> None:
         self.config, self.router, self.bucket, self.table = config, router, bucket, table
         self.dead_letters = dead_letters
         self.lease_seconds = lease_seconds
         self.accounting = accounting
+        self.scatter = scatter  # long audio fanned out across the piece function, when configured
 
     def settle(
         self,
@@ -205,6 +250,9 @@ class JobRunner:
                 )
                 envelope = error.envelope(event_id=job_id, model_requested=model)
                 return self._failed(job_id, owner, version, envelope, started)
+        if isinstance(outcome, FannedOut):
+            logger.info("job fanned out", extra={"pieces_total": outcome.item.get("pieces_total")})
+            return {**view(outcome.item), "delivery": "fanned_out"}
         finished = self.table.finish(job_id, owner, "succeeded", **outcome) if not heartbeat.lost else None
         if finished is None:
             return {**view(self.table.get(job_id) or {}), "delivery": "superseded"}
@@ -222,8 +270,9 @@ class JobRunner:
         fields: list[list[str]],
         deadline: float,
         heartbeat: Heartbeat,
-    ) -> dict[str, Any]:
-        """The provider call, and the transcript of this object version written once."""
+    ) -> dict[str, Any] | FannedOut:
+        """The provider call, and the transcript of this object version written once; or, for audio
+        long enough, the pieces cut and queued for the piece function."""
         request = build_request([(str(k), str(v)) for k, v in fields], path_model=None)
         with tempfile.SpooledTemporaryFile(max_size=1024 * 1024) as spool:
             size = self.bucket.download(version.key, version.etag, spool)
@@ -231,27 +280,15 @@ class JobRunner:
             if size == 0:
                 raise InvalidRequest("The uploaded file is empty.", param="file", code="empty_file")
             seconds = check_audio(audio, self.config.client_config.max_audio_seconds)
+            if self.scatter is not None and self.scatter.wants(seconds):
+                return self.scatter.run(job_id, version, request, audio, seconds, heartbeat)
             routed = self.router.transcribe(request, audio, deadline, progress=heartbeat.pieces)
         if heartbeat.lost:
             raise LostTheJob(job_id)
-        key = transcript_key(job_id, version.etag)
-        document = {
-            "job_id": job_id,
-            "object": {"key": version.key, "etag": version.etag, "size": size},
-            "request": {"model": request.model, "response_format": str(request.response_format),
-                        "timestamp_granularities": sorted(str(g) for g in request.timestamp_granularities)},
-            "provider": routed.target.provider,
-            "model_deployment": routed.target.model,
-            "fallback_index": routed.fallback_index,
-            "transcript": routed.transcript.model_dump(exclude_none=True),
-        }  # fmt: skip
-        if self.bucket.put_json(key, document, only_if_absent=True) and request.response_format in PLAIN_TEXT_FORMATS:
-            rendered = render_plain(routed.transcript, request.response_format, routed.target.provider)
-            extension = EXTENSIONS[request.response_format]
-            self.bucket.put_text(transcript_key(job_id, version.etag, extension), rendered, "text/plain; charset=utf-8")
-        return {"provider": routed.target.provider, "model_deployment": routed.target.model,
-                "fallback_index": routed.fallback_index, "transcript_key": key,
-                "audio_seconds": seconds}  # fmt: skip
+        source = {"key": version.key, "etag": version.etag, "size": size}
+        served = (routed.target.provider, routed.target.model, routed.fallback_index)
+        stored = store_transcript(self.bucket, job_id, source, request, served, routed.transcript)
+        return {**stored, "audio_seconds": seconds}
 
     def _failed(
         self, job_id: str, owner: str, version: ObjectVersion, envelope: dict[str, Any], started: float
@@ -273,8 +310,14 @@ class JobRunner:
         return view(failed)
 
     def _dead_letter(self, job_id: str, version: ObjectVersion, envelope: dict[str, Any]) -> None:
-        self.dead_letters({"job_id": job_id, "bucket": self.bucket.name, "key": version.key, "etag": version.etag,
-                           "error": envelope})  # fmt: skip
+        dead_letter(self.dead_letters, self.bucket, job_id, version.key, version.etag, envelope)
+
+
+def dead_letter(
+    dead_letters: DeadLetters, bucket: AudioBucket, job_id: str, key: str, etag: str, envelope: dict[str, Any]
+) -> None:
+    """The dead-letter message of a job that failed for good (one shape for every way it fails)."""
+    dead_letters({"job_id": job_id, "bucket": bucket.name, "key": key, "etag": etag, "error": envelope})
 
 
 def _ms_since(started: float) -> float:
@@ -357,8 +400,13 @@ def ingest_handler() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
 
     config = load_config(os.environ.get("HEIMDALL_CONFIG"))
     router = Router(config, build_providers(config))
+    from heimdall.fanout import FanoutSettings, Scatter
+
     bucket, table, dead_letters, lease = _environment()
-    runner = JobRunner(config, router, bucket, table, dead_letters, lease, job_accounting(config, table))
+    accounting = job_accounting(config, table)
+    settings = FanoutSettings.from_environment(os.environ)
+    scatter = Scatter(settings, config, router, bucket, table, accounting) if settings is not None else None
+    runner = JobRunner(config, router, bucket, table, dead_letters, lease, accounting, scatter)
 
     @logger.inject_lambda_context(clear_state=True)
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

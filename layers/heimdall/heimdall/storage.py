@@ -4,6 +4,9 @@ Layout (``HEIMDALL_AUDIO_BUCKET``):
   incoming/{job_id}/{filename}            uploads; an ObjectCreated event here starts a job
   transcripts/{job_id}/{etag}.json        the canonical transcript of exactly that upload, written once
   transcripts/{job_id}/{etag}.{format}    the requested rendering (srt, vtt, txt)
+  pieces/{job_id}/{etag}/{index}.wav      a piece of a long upload, cut for the piece function
+  pieces/{job_id}/{etag}/{index}.json     that piece's transcript, written once
+  pieces/{job_id}/{etag}/{index}.error.json  the last error a piece's attempt met (for its job's failure)
 
 boto3 is imported when the bucket is first used, and reaches AWS (or a local endpoint) through its own
 ``AWS_ENDPOINT_URL*`` variables.
@@ -84,6 +87,19 @@ class AudioBucket:
     def put_text(self, key: str, text: str, content_type: str) -> None:
         self.s3.put_object(Bucket=self.name, Key=key, Body=text.encode(), ContentType=content_type)
 
+    def put_bytes(self, key: str, body: bytes, content_type: str) -> None:
+        self.s3.put_object(Bucket=self.name, Key=key, Body=body, ContentType=content_type)
+
+    def read_into(self, key: str, into: IO[bytes]) -> int:
+        """Stream an object Heimdall wrote itself into a file; returns its size."""
+        response = self.s3.get_object(Bucket=self.name, Key=key)
+        size = 0
+        for chunk in response["Body"].iter_chunks(1024 * 1024):
+            into.write(chunk)
+            size += len(chunk)
+        into.seek(0)
+        return size
+
     def get_json(self, key: str) -> Any | None:
         try:
             body = self.s3.get_object(Bucket=self.name, Key=key)["Body"].read()
@@ -94,3 +110,7 @@ class AudioBucket:
 
 def transcript_key(job_id: str, etag: str, extension: str = "json") -> str:
     return f"transcripts/{job_id}/{etag}.{extension}"
+
+
+def piece_key(job_id: str, etag: str, index: int, extension: str) -> str:
+    return f"pieces/{job_id}/{etag}/{index:05d}.{extension}"

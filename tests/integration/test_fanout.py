@@ -1,0 +1,333 @@
+"""Long audio fanned out across the piece function: the real ingest, piece and piece-failed handlers
+on moto's server (S3, DynamoDB, SQS with its redrive policy), driven the way Lambda drives them
+(tests/support/fanout.py), against the fake OpenAI upstream — each piece transcribed once, the job
+stitched once, nothing lost when a piece fails."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+import srt
+
+from heimdall.api.app import create_app
+from heimdall.config import load_config
+from heimdall.job_table import JobTable, view
+from heimdall.jobs import new_job_id
+from heimdall.storage import AudioBucket
+from tests.fakes.base import Fault, Recorded
+from tests.support.fanout import Fanout, fanout_queues, latency_model, sqs_record
+from tests.support.jobs import BUCKET, TABLE, job_stack
+from tests.support.lambda_events import ROOT
+from tests.support.servers import serve, wait_until
+from tests.support.speech import long_speech_wav
+from tests.support.upstreams import Upstreams
+
+
+@pytest.fixture(scope="module")
+def aws() -> Iterator[dict[str, str]]:
+    with job_stack() as env:
+        yield env
+
+
+@pytest.fixture(scope="module")
+def ten_minutes() -> bytes:
+    return long_speech_wav(600)
+
+
+@pytest.fixture
+def config(aws: dict[str, str], tmp_path: Path, upstreams: Upstreams, fakes: Upstreams) -> Iterator[Path]:
+    path = tmp_path / "config.json"
+    network = {"base_url": upstreams.urls["openai"], "max_retries": 1, "retry_backoff_initial": 10,
+               "default_request_timeout_in_seconds": 10}  # fmt: skip
+    path.write_text(json.dumps({"providers": {"openai": {"keys": [{"value": upstreams.keys["openai"]}],
+                                                         "network_config": network}}}))  # fmt: skip
+    os.environ["HEIMDALL_CONFIG"] = str(path)
+    fakes.fakes["openai"].latency = latency_model(0.01, 0.0002)
+    yield path
+    os.environ.pop("HEIMDALL_CONFIG", None)
+
+
+def new_job(response_format: str = "srt") -> tuple[str, str]:
+    """A job as POST /v1/uploads leaves it (queued, with its parameters); returns (job id, key)."""
+    job_id = new_job_id()
+    key = f"incoming/{job_id}/all hands.wav"
+    fields = [["model", "openai/whisper-1"], ["response_format", response_format]]
+    JobTable(TABLE).create(job_id, key=key, fields=fields)
+    return job_id, key
+
+
+def piece_of(recorded: Recorded) -> int:
+    """Which piece a provider request carries (the piece function names its file pieceNNNNN.wav)."""
+    assert recorded.file is not None
+    return int(recorded.file["filename"].removeprefix("piece").removesuffix(".wav"))
+
+
+def provider_pieces(fakes: Upstreams) -> list[int]:
+    return sorted(piece_of(r) for r in fakes.fakes["openai"].requests)
+
+
+def cues_of(job: dict[str, Any]) -> list[srt.Subtitle]:
+    etag = job["etag"]
+    text = boto3.client("s3").get_object(Bucket=BUCKET, Key=f"transcripts/{job['job_id']}/{etag}.srt")["Body"].read()
+    return list(srt.parse(text.decode()))
+
+
+def assert_continuous(cues: list[srt.Subtitle], seconds: float, within: float = 30.0) -> None:
+    """Numbered from 1, in order, never overlapping, ending ``within`` seconds of the audio's end (the
+    fake answers a piece of 30 s or less with its fixed 7-second transcript)."""
+    assert [c.index for c in cues] == list(range(1, len(cues) + 1))
+    assert all(a.end <= b.start for a, b in itertools.pairwise(cues))
+    assert all(c.start < c.end for c in cues)
+    assert seconds - within <= cues[-1].end.total_seconds() <= seconds
+
+
+def test_a_10_minute_recording_fans_out_and_comes_back_as_one_transcript(
+    config: Path, fakes: Upstreams, ten_minutes: bytes
+) -> None:
+    job_id, key = new_job()
+    with fanout_queues(above_seconds=60, concurrency=8) as stack, Fanout(stack, workers=8) as run:
+        seen: list[dict[str, Any]] = []
+        watcher = threading.Thread(target=lambda: seen.extend(_progress(run, job_id)), daemon=True)
+        watcher.start()
+        (scattered,) = run.deliver_upload(run.upload(key, ten_minutes))["jobs"]
+        job = run.wait_for_job(job_id)
+        watcher.join(timeout=10)
+        wait_until(run.settled, what="the queues to drain")
+        with serve(create_app(load_config(str(config)))) as gateway:
+            answer = httpx.get(
+                f"{gateway}/v1/transcriptions/{job_id}", params={"response_format": "verbose_json"}
+            ).json()
+            subtitles = httpx.get(f"{gateway}/v1/transcriptions/{job_id}", params={"response_format": "srt"}).text
+    assert scattered["delivery"] in ("fanned_out", None) and scattered["status"] in ("running", "succeeded")
+    total = job["pieces_total"]
+    assert 4 <= total <= 8  # at most one piece per worker: 600 s / 8 = 75 s, cut within the next 30 s
+    assert answer["status"] == "succeeded"
+    assert answer["duration"] == pytest.approx(600, abs=0.01)
+    status = view(job)
+    assert status["pieces_done"] == status["pieces_total"] == total
+    assert status["transcript_key"] == f"transcripts/{job_id}/{job['etag']}.json"
+    assert "phase" not in status
+    assert provider_pieces(fakes) == list(range(total))  # each piece sent once
+    assert all(r.audio_seconds is not None and r.audio_seconds <= 105 for r in fakes.fakes["openai"].requests)
+    cues = list(srt.parse(subtitles))
+    assert_continuous(cues, 600, within=1.0)
+    assert [(s.get("pieces_done"), s.get("pieces_total")) for s in seen if "pieces_done" in s][-1] == (total, total)
+    assert any(s.get("phase") == "transcribing" for s in seen) or any(s.get("phase") == "cutting" for s in seen)
+
+
+def _progress(run: Fanout, job_id: str) -> list[dict[str, Any]]:
+    """The job's status as a client polling it sees it, until it ends."""
+    seen: list[dict[str, Any]] = []
+    for _ in range(3000):
+        status = view(run.job(job_id))
+        if not seen or status != seen[-1]:
+            seen.append(status)
+        if status.get("status") in ("succeeded", "failed"):
+            break
+        threading.Event().wait(0.01)
+    return seen
+
+
+def scattered(run: Fanout, job_id: str, key: str, audio: bytes) -> dict[str, Any]:
+    """The upload delivered and cut, before any piece function runs; the job's item."""
+    run.deliver_upload(run.upload(key, audio))
+    job = run.job(job_id)
+    assert job["status"] == "running" and job["phase"] == "transcribing", job
+    return job
+
+
+def test_duplicated_and_concurrent_deliveries_transcribe_each_piece_once_and_stitch_once(
+    config: Path, fakes: Upstreams, ten_minutes: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    job_id, key = new_job()
+    with fanout_queues(concurrency=6) as stack:
+        run = Fanout(stack, workers=6)
+        job = scattered(run, job_id, key, ten_minutes)
+        sqs = boto3.client("sqs")
+        messages = sqs.receive_message(QueueUrl=stack.piece_queue, MaxNumberOfMessages=10, AttributeNames=["All"])
+        received = messages["Messages"]
+        assert len(received) == job["pieces_total"]
+        for message in received:  # every piece queued twice more, as a retried scatter would
+            for _ in range(2):
+                sqs.send_message(QueueUrl=stack.piece_queue, MessageBody=message["Body"])
+        # the same delivery handed to two invocations at once (SQS delivers at least once)
+        record = sqs_record(received[0], run.pieces.queue_arn)
+        twice = [threading.Thread(target=run.pieces.deliver, args=(record,)) for _ in range(2)]
+        for thread in twice:
+            thread.start()
+        for thread in twice:
+            thread.join()
+        for message in received[1:]:
+            sqs.change_message_visibility(QueueUrl=stack.piece_queue, ReceiptHandle=message["ReceiptHandle"],
+                                          VisibilityTimeout=0)  # fmt: skip
+        with run:
+            job = run.wait_for_job(job_id)
+            wait_until(run.settled, timeout=60, what="the queues to drain")
+    total = job["pieces_total"]
+    assert job["status"] == "succeeded"
+    assert provider_pieces(fakes) == list(range(total))  # three messages per piece, one provider call each
+    assert job["pieces_done"] == total
+    assert sum(r.getMessage() == "job succeeded" for r in caplog.records) == 1  # stitched once
+    assert_continuous(cues_of(job), 600)
+
+
+def test_a_piece_handler_killed_mid_call_is_redelivered_and_transcribed_once(
+    config: Path, fakes: Upstreams, ten_minutes: bytes
+) -> None:
+    job_id, key = new_job()
+    fake = fakes.fakes["openai"]
+    with fanout_queues(concurrency=4, visibility_seconds=5) as stack:
+        run = Fanout(stack, workers=4)
+        job = scattered(run, job_id, key, ten_minutes)
+        sqs = boto3.client("sqs")
+        (message,) = sqs.receive_message(QueueUrl=stack.piece_queue, AttributeNames=["All"])["Messages"]
+        index = json.loads(message["Body"])["index"]
+        first = [True]
+
+        def hang_first(recorded: Recorded) -> Fault | None:
+            if piece_of(recorded) == index and first[0]:
+                first[0] = False
+                return Fault("slow", seconds=30)
+            return None
+
+        fake.fault_for = hang_first
+        event = {"Records": [sqs_record(message, run.pieces.queue_arn)]}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.support.lambda_process", "piece", json.dumps(event)],
+            cwd=ROOT, env={**os.environ, "HEIMDALL_TEST_REMAINING_MS": "4000"},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            wait_until(lambda: index in provider_pieces(fakes), what="the piece's provider call")
+        finally:
+            process.send_signal(signal.SIGKILL)  # the execution environment dies mid-call
+            process.wait(timeout=10)
+        assert run.job(job_id)["pieces_done"] == 0
+        with run:
+            job = run.wait_for_job(job_id, timeout=60)
+            wait_until(run.settled, timeout=30, what="the queues to drain")
+    total = job["pieces_total"]
+    assert job["status"] == "succeeded"
+    assert job["pieces_done"] == total
+    calls = provider_pieces(fakes)
+    assert calls.count(index) == 2  # the killed call, then the redelivery's: one transcript, counted once
+    assert sorted(set(calls)) == list(range(total)) and len(calls) == total + 1
+    assert_continuous(cues_of(job), 600)
+
+
+def test_a_piece_failing_for_good_fails_the_job_naming_it(
+    aws: dict[str, str], config: Path, fakes: Upstreams, ten_minutes: bytes
+) -> None:
+    job_id, key = new_job()
+    fakes.fakes["openai"].fault_for = lambda recorded: Fault("status", 503) if piece_of(recorded) == 2 else None
+    with fanout_queues(concurrency=6, max_receives=3) as stack:
+        run = Fanout(stack, workers=6)
+        scattered(run, job_id, key, ten_minutes)
+        with run:
+            run.wait_for_job(job_id, timeout=60)
+            wait_until(run.settled, timeout=30, what="the queues to drain")
+        job = run.job(job_id)
+    status = view(job)
+    total = job["pieces_total"]
+    assert status["status"] == "failed"
+    assert status["pieces_failed"] == [2]
+    error = status["error"]
+    assert error["status_code"] == 502 and error["error"]["code"] == "upstream_503"
+    assert error["error"]["message"].startswith(f"Piece 3 of {total} (00:0")
+    assert error["extra_fields"]["pieces_failed"] == [2] and error["extra_fields"]["pieces_total"] == total
+    calls = provider_pieces(fakes)
+    assert calls.count(2) == 3 * 2  # three receives, each the provider's call and its one retry
+    assert all(calls.count(i) <= 1 for i in range(total) if i != 2)  # the rest once at most, none lost
+    messages = boto3.client("sqs").receive_message(QueueUrl=aws["HEIMDALL_DLQ_URL"], MaxNumberOfMessages=10)
+    bodies = [json.loads(m["Body"]) for m in messages.get("Messages", [])]
+    assert [b["job_id"] for b in bodies] == [job_id]
+    assert bodies[0]["error"]["extra_fields"]["pieces_failed"] == [2]
+    assert boto3.client("s3").head_object(Bucket=BUCKET, Key=key)["ContentLength"] == len(ten_minutes)
+
+
+def test_a_piece_the_provider_refuses_as_the_clients_fault_fails_the_job_at_once(
+    config: Path, fakes: Upstreams, ten_minutes: bytes
+) -> None:
+    job_id, key = new_job()
+    fakes.fakes["openai"].fault_for = lambda recorded: Fault("status", 400) if piece_of(recorded) == 1 else None
+    with fanout_queues(concurrency=6) as stack, Fanout(stack, workers=6) as run:
+        run.deliver_upload(run.upload(key, ten_minutes))
+        job = run.wait_for_job(job_id, timeout=60)
+        wait_until(run.settled, timeout=30, what="the queues to drain")
+    assert job["status"] == "failed"
+    assert job["error"]["status_code"] == 400
+    assert job["error"]["error"]["message"].startswith("Piece 2 ")  # the job may still be being cut
+    assert provider_pieces(fakes).count(1) == 1  # not retried: the same request fails the same way
+
+
+def test_pieces_completing_out_of_order_are_stitched_in_the_order_of_the_audio(
+    config: Path, fakes: Upstreams, ten_minutes: bytes
+) -> None:
+    job_id, key = new_job()
+    # the first piece answers last
+    fakes.fakes["openai"].latency = lambda recorded: 1.0 if piece_of(recorded) == 0 else 0.01
+    with fanout_queues(concurrency=8) as stack:
+        run = Fanout(stack, workers=8)
+        scattered(run, job_id, key, ten_minutes)
+        items: list[dict[str, Any]] = []
+        watcher = threading.Thread(target=lambda: items.extend(_items(run, job_id)), daemon=True)
+        with run:
+            watcher.start()
+            job = run.wait_for_job(job_id)
+            watcher.join(timeout=10)
+    total = job["pieces_total"]
+    assert job["status"] == "succeeded"
+    before_last = [item for item in items if item.get("pieces_done") == total - 1]
+    assert before_last and all(0 not in {int(i) for i in item["pieces_finished"]} for item in before_last)
+    cues = cues_of(job)
+    assert_continuous(cues, 600)
+    assert cues[0].start.total_seconds() == 0
+
+
+def _items(run: Fanout, job_id: str) -> list[dict[str, Any]]:
+    seen: list[dict[str, Any]] = []
+    for _ in range(3000):
+        item = run.job(job_id)
+        seen.append(item)
+        if item.get("status") in ("succeeded", "failed"):
+            break
+        threading.Event().wait(0.01)
+    return seen
+
+
+def test_a_scatter_that_died_midway_is_redone_by_the_retry_without_transcribing_twice(
+    config: Path, fakes: Upstreams, ten_minutes: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id, key = new_job()
+    put_bytes = AudioBucket.put_bytes
+    written = [0]
+
+    def dies_after_three(self: AudioBucket, *args: Any, **kwargs: Any) -> None:
+        written[0] += 1
+        if written[0] == 4:
+            raise RuntimeError("the scatter's runner died")
+        put_bytes(self, *args, **kwargs)
+
+    monkeypatch.setattr(AudioBucket, "put_bytes", dies_after_three)
+    with fanout_queues(concurrency=8) as stack, Fanout(stack, workers=8) as run:
+        run.deliver_upload(run.upload(key, ten_minutes))
+        job = run.wait_for_job(job_id)
+        wait_until(run.settled, timeout=30, what="the queues to drain")
+    total = job["pieces_total"]
+    assert run.ingest_attempts == 2
+    assert job["status"] == "succeeded" and job["attempt"] == 2
+    assert job["pieces_done"] == total
+    assert provider_pieces(fakes) == list(range(total))  # the three pieces queued twice went once
+    assert_continuous(cues_of(job), 600)
