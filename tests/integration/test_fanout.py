@@ -331,3 +331,59 @@ def test_a_scatter_that_died_midway_is_redone_by_the_retry_without_transcribing_
     assert job["pieces_done"] == total
     assert provider_pieces(fakes) == list(range(total))  # the three pieces queued twice went once
     assert_continuous(cues_of(job), 600)
+
+
+def test_a_fanned_out_job_is_charged_its_whole_seconds_once(
+    aws: dict[str, str], upstreams: Upstreams, fakes: Upstreams, ten_minutes: bytes, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Through POST /v1/uploads with a gateway key: the job's usage record and the key's budget see
+    the recording's seconds once, at the serving target's price, however the pieces were delivered."""
+    import time
+
+    import requests
+
+    from heimdall.governance.store import SCALE
+    from heimdall.governance.windows import window_at
+    from tests.support.aws import create_governance_table
+
+    governance = f"governance-{new_job_id()}"
+    create_governance_table(governance)
+    monkeypatch.setenv("HEIMDALL_GOVERNANCE_TABLE", governance)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({
+        "providers": {"openai": {"keys": [{"value": upstreams.keys["openai"]}],
+                                 "network_config": {"base_url": upstreams.urls["openai"], "max_retries": 1}}},
+        "governance": {"virtual_keys": [{"id": "team", "value": "hk-team-0123456789abcdef"}],
+                       "budgets": [{"id": "b-team", "virtual_key_id": "team", "max_limit": 5.0,
+                                    "reset_duration": "1M"}]},
+    }))  # fmt: skip
+    monkeypatch.setenv("HEIMDALL_CONFIG", str(path))
+    since = time.time()
+    app = create_app(load_config(str(path)))
+    with serve(app) as gateway, fanout_queues(concurrency=6) as stack, Fanout(stack, workers=6) as run:
+        created = httpx.post(f"{gateway}/v1/uploads", json={"filename": "all hands.wav", "model": "openai/whisper-1"},
+                             headers={"api-key": "hk-team-0123456789abcdef"}).json()  # fmt: skip
+        post = created["upload"]
+        answer = requests.post(post["url"], data=post["fields"], files={"file": ("all hands.wav", ten_minutes)},
+                               timeout=60)  # fmt: skip
+        assert answer.status_code in (200, 204)
+        head = boto3.client("s3").head_object(Bucket=BUCKET, Key=post["fields"]["key"])
+        from tests.support.jobs import s3_event
+
+        event = s3_event((post["fields"]["key"], head["ContentLength"], head["ETag"].strip('"'), "0A1B2C3D4E5F6789"))
+        run.deliver_upload(event)
+        run.deliver_upload(event)  # S3 delivers at least once
+        job = run.wait_for_job(created["job_id"])
+        wait_until(run.settled, timeout=30, what="the queues to drain")
+        store = app.state.governor.store
+        now = time.time()
+        usage = list(store.records(now - 3600, now + 60))
+        windows = {window_at("1M", since), window_at("1M", now)}
+        dollars = sum(store.used("budget:b-team:dollars", w) for w in windows) / SCALE["dollars"]
+    assert job["status"] == "succeeded" and job["pieces_done"] == job["pieces_total"] > 1
+    assert job["audio_seconds"] == pytest.approx(600, abs=0.01)
+    (record,) = usage
+    assert (record.route, record.key_id, record.status, record.provider) == ("/v1/uploads", "team", 200, "openai")
+    assert record.audio_seconds == pytest.approx(600, abs=0.01)
+    assert dollars == pytest.approx(0.006 * 600 / 60, rel=1e-6) == record.cost
