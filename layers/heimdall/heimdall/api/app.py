@@ -83,7 +83,7 @@ def create_app(
         param = str(first.get("loc", ["", "request"])[-1])
         return error_response(request, InvalidRequest(f"Invalid value for '{param}': {first.get('msg')}.", param=param))
 
-    app.add_middleware(RequestContextMiddleware, metrics=metrics, on_finish=app.state.governor.record)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics, governor=app.state.governor)
     add_routes(app)
     add_upload_routes(app)
     add_usage_route(app)

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -20,6 +19,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from heimdall.core.errors import HeimdallError
 from heimdall.observability import logger, record_request_metrics
+
+if TYPE_CHECKING:
+    from heimdall.governance.governor import Governor
 
 
 def _correlation_id(scope: Scope) -> str:
@@ -49,12 +51,10 @@ def error_response(request: Request, exc: HeimdallError) -> JSONResponse:
 
 
 class RequestContextMiddleware:
-    def __init__(
-        self, app: ASGIApp, metrics: Any = None, on_finish: Callable[[Mapping[str, Any]], None] | None = None
-    ) -> None:
+    def __init__(self, app: ASGIApp, metrics: Any = None, governor: Governor | None = None) -> None:
         self.app = app
         self.metrics = metrics  # Powertools Metrics in Lambda (flushed per invocation), else None
-        self.on_finish = on_finish  # the usage record, written after the response (blocking I/O: a thread)
+        self.governor = governor  # writes the usage record after the response (blocking I/O: a thread)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -93,5 +93,7 @@ class RequestContextMiddleware:
             logger.info("request", extra=facts)
             if self.metrics is not None:
                 record_request_metrics(self.metrics, facts)
-            if self.on_finish is not None:
-                await run_in_threadpool(self.on_finish, facts)
+            if self.governor is not None:
+                usage = self.governor.usage_record(facts)
+                if usage is not None:  # most requests have none: no thread is woken for them
+                    await run_in_threadpool(self.governor.write_usage, usage)

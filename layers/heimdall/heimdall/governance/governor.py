@@ -5,7 +5,7 @@ transcript cache, then reserves the key's limits (a 429 when one is spent). ``tr
 ``open_stream`` call the router — which asks a ProviderGate before each target, so a provider whose
 own limit is spent is skipped for the next target, as Bifrost excludes it from routing — then settle:
 keep the reservation at the serving target's price when a provider answered, give it back when none
-did. ``record`` writes the usage record once the response is sent.
+did. ``usage_record`` and ``write_usage`` write the usage record once the response is sent.
 """
 
 from __future__ import annotations
@@ -186,16 +186,18 @@ class Governor:
         self.limits.adjust([c for c in corrections if c.units])
 
     # -- after the response ---------------------------------------------------------------------
-    def record(self, facts: Mapping[str, Any]) -> None:
-        """The usage record of one transcription request (any status), for authenticated callers. An
-        upload that created its job has none here: the job's record is written when it ends."""
+    def usage_record(self, facts: Mapping[str, Any]) -> UsageRecord | None:
+        """The usage record of one transcription request (any status), for authenticated callers, or
+        None when there is nothing to write (no store, not a usage route, no key) — known without I/O,
+        so a request with nothing to record is not handed to a thread. An upload that created its job
+        has none here: the job's record is written when it ends."""
         if self.store is None or facts.get("route") not in self.usage_routes or not facts.get("key_id"):
-            return
+            return None
         if facts["route"] == UPLOAD_ROUTE and int(facts.get("status") or 500) < 400:
-            return
+            return None
         now = self.clock()
         fallback = facts.get("fallback_index")
-        record = UsageRecord(
+        return UsageRecord(
             ts=now,
             event_id=str(facts.get("event_id")),
             key_id=str(facts["key_id"]),
@@ -210,7 +212,6 @@ class Governor:
             cost=float(facts.get("cost") or 0.0),
             cache_hit=bool(facts.get("cache_hit")),
         )
-        self.write_usage(record)
 
     def write_usage(self, record: UsageRecord) -> None:
         if self.store is None:
