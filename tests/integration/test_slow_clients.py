@@ -15,9 +15,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from heimdall import http_guard
+from heimdall import http_guard, server
 from heimdall.api.app import create_app
 from heimdall.config import GatewayConfig
+from heimdall.httptools_guard import GuardedHttpToolsProtocol
 from tests.support import multipart as mp
 from tests.support.raw_http import address, read_reply
 from tests.support.servers import free_port, serve, wait_until
@@ -81,13 +82,18 @@ def test_a_thousand_stalled_connections_do_not_keep_health_from_answering(make_r
             sock.close()
 
 
-@pytest.fixture
-def quick_deadlines(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def test_make_run_serves_through_the_guard_on_httptools() -> None:
+    assert server.guarded_protocol() is GuardedHttpToolsProtocol
+
+
+# make run's protocol (httptools) and the streaming function's (h11).
+@pytest.fixture(params=[GuardedHttpToolsProtocol, http_guard.GuardedH11Protocol], ids=["httptools", "h11"])
+def quick_deadlines(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The guarded protocol with deadlines short enough to watch."""
     monkeypatch.setattr(http_guard, "HEADER_SECONDS", 0.5)
     monkeypatch.setattr(http_guard, "BODY_IDLE_SECONDS", 0.5)
     monkeypatch.setattr(http_guard, "LINGER_SECONDS", 0.2)
-    with serve(create_app(GatewayConfig()), http=http_guard.GuardedH11Protocol) as url:
+    with serve(create_app(GatewayConfig()), http=request.param) as url:
         yield url
 
 

@@ -85,6 +85,17 @@ def refuse_a_taken_port(host: str, port: int) -> None:
             sys.exit(f"heimdall: port {port} on {host} is in use (another make run?); try PORT={port + 1} make run")
 
 
+def guarded_protocol() -> type:
+    """The slow-client guard on httptools' C parser when it is installed (the ``serve`` extra), else on h11."""
+    try:
+        from heimdall.httptools_guard import GuardedHttpToolsProtocol
+    except ImportError:
+        from heimdall.http_guard import GuardedH11Protocol
+
+        return GuardedH11Protocol
+    return GuardedHttpToolsProtocol
+
+
 def main() -> None:
     """Serve until stopped; Ctrl-C ends it quietly."""
     with contextlib.suppress(KeyboardInterrupt):
@@ -116,11 +127,11 @@ def serve() -> None:
             if self.started:
                 print(announcement, flush=True)
 
-    from heimdall.http_guard import BACKLOG, GuardedH11Protocol
+    from heimdall.http_guard import BACKLOG
 
     # Slow or idle clients are cut off, and open connections capped (heimdall/http_guard.py).
     config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning", access_log=False, http=GuardedH11Protocol, backlog=BACKLOG
+        app, host=host, port=port, log_level="warning", access_log=False, http=guarded_protocol(), backlog=BACKLOG
     )
     AnnouncingServer(config).run()
 
