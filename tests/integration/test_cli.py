@@ -269,3 +269,11 @@ def test_an_older_gateway_that_does_not_say_keeps_the_4_mb_rule(tmp_path: Path) 
         result = run_cli(str(path), "--url", url)
     assert result.returncode == 0, result.stderr
     assert script.polls == 0  # sent in one request
+
+
+def test_on_a_terminal_the_bar_carries_the_jobs_estimate_of_the_time_left(audio: Path) -> None:
+    script = Script(statuses=[{"status": "running", "pieces_done": 3, "pieces_total": 12, "eta_seconds": 80}])
+    with scripted_gateway(script) as url:
+        code, screen = run_cli_on_a_terminal(str(audio), "--url", url, "--timeout", "0.3")
+    assert code == 4
+    assert "\rtranscription: running [######..................] 3/12 pieces  ~1m20s left · " in screen

@@ -293,3 +293,28 @@ def test_an_upload_deleted_before_its_job_ran_fails_the_job(
     assert status["status"] == "failed"
     assert status["error"]["error"]["code"] == "upload_replaced"
     assert fakes.calls("openai") == 0
+
+
+def test_a_running_jobs_status_estimates_the_time_left_from_its_pieces(aws: dict[str, str]) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from heimdall.job_table import JobTable
+    from heimdall.jobs import new_job_id
+
+    table = JobTable(aws["HEIMDALL_JOB_TABLE"])
+    minute_ago = (datetime.now(UTC) - timedelta(seconds=60)).isoformat(timespec="seconds")
+    jobs = {
+        "two of six done in a minute": {"pieces_done": 2, "pieces_total": 6},
+        "none done yet": {"pieces_done": 0, "pieces_total": 6},
+        "the last piece not cut yet": {"pieces_done": 2},
+    }
+    ids = {name: new_job_id() for name in jobs}
+    for name, pieces in jobs.items():
+        table.create(ids[name], key=f"incoming/{ids[name]}/a.wav", status="running", started_at=minute_ago, **pieces)
+    with serve(create_app(GatewayConfig())) as gateway:
+        statuses = {name: httpx.get(f"{gateway}/v1/transcriptions/{ids[name]}").json() for name in jobs}
+    estimated = statuses["two of six done in a minute"]
+    assert estimated["started_at"] == minute_ago
+    assert 118 <= estimated["eta_seconds"] <= 125  # four pieces left at a piece every 30 s
+    assert "eta_seconds" not in statuses["none done yet"]
+    assert "eta_seconds" not in statuses["the last piece not cut yet"]

@@ -92,6 +92,15 @@ def describe_job(status: dict[str, Any]) -> str:
     return state
 
 
+def time_left(status: dict[str, Any]) -> list[str]:
+    """``~1m20s left`` when the status estimates it (drawn on a terminal only: it changes every poll)."""
+    eta = status.get("eta_seconds")
+    if not isinstance(eta, int) or isinstance(eta, bool) or eta < 0:
+        return []
+    minutes, seconds = divmod(eta, 60)
+    return [f"~{minutes}m{seconds:02d}s left" if minutes else f"~{seconds}s left"]
+
+
 class Gateway:
     """The few calls the CLI makes, each failure turned into a one-line ``CliError``."""
 
@@ -242,7 +251,7 @@ def transcribe_via_upload(gateway: Gateway, args: argparse.Namespace, path: Path
                 waiting.close("failed")
                 error = (status.get("error") or {}).get("error") or {}
                 raise CliError(f"the job failed: {_printable(str(error.get('message', 'no reason given')))}")
-            waiting.show(describe_job(status), transient=f"{elapsed:.0f} s")
+            waiting.show(describe_job(status), transient=" · ".join([*time_left(status), f"{elapsed:.0f} s"]))
             if elapsed > args.timeout:
                 waiting.close()
                 raise CliError(

@@ -16,6 +16,7 @@ boto3 is imported when the table is first used.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from heimdall.aws_clients import LazyClient
 #: Attributes a user sees in a job's status (the rest is the lease and the request's parameters).
 PUBLIC = ("job_id", "status", "created_at", "updated_at", "key", "key_id", "attempt", "heartbeat_at",
           "pieces_done", "pieces_total", "error", "provider", "model_deployment", "fallback_index",
-          "transcript_key", "audio_seconds", "phase", "pieces_failed")  # fmt: skip
+          "transcript_key", "audio_seconds", "phase", "pieces_failed", "started_at")  # fmt: skip
 #: What a new run clears from the item.
 OUTCOME = ("error", "provider", "model_deployment", "fallback_index", "transcript_key", "pieces_done", "pieces_total",
            "audio_seconds")  # fmt: skip
@@ -74,7 +75,26 @@ def view(item: dict[str, Any]) -> dict[str, Any]:
         status["pieces_failed"] = sorted(int(index) for index in status["pieces_failed"])
     if "etag" in item:
         status["object"] = {"etag": item["etag"], "size": item["size"]}
+    eta = time_left(item)
+    if eta is not None:
+        status["eta_seconds"] = eta
     return status
+
+
+def time_left(item: dict[str, Any], now: float | None = None) -> int | None:
+    """Seconds until a running job's last piece is done, at the rate its pieces have been done since
+    its upload's first run started (pieces are cut to about one length, so pieces stand for audio).
+    None until it can be told: no piece done yet, the number of pieces not known yet (the last
+    piece not cut), or the job not running."""
+    done, total, started = item.get("pieces_done"), item.get("pieces_total"), item.get("started_at")
+    if item.get("status") != "running" or not isinstance(started, str) or not done or not total:
+        return None
+    try:
+        elapsed = (now if now is not None else time.time()) - datetime.fromisoformat(started).timestamp()
+    except ValueError:
+        return None
+    remaining = max(int(total) - int(done), 0)
+    return math.ceil(max(elapsed, 0.0) * remaining / int(done))
 
 
 class JobTable:
@@ -109,8 +129,8 @@ class JobTable:
             moment = time.time()
             lease = {"status": "running", "owner": owner, "lease_until": moment + lease_seconds,
                      "heartbeat_at": now_iso(), "updated_at": now_iso()}  # fmt: skip
-            fresh = {**lease, "etag": version.etag, "size": version.size, "sequencer": sequence(version.sequencer),
-                     "key": version.key, "attempt": 1}  # fmt: skip
+            fresh = {**lease, "started_at": now_iso(), "etag": version.etag, "size": version.size,
+                     "sequencer": sequence(version.sequencer), "key": version.key, "attempt": 1}  # fmt: skip
             newer = "attribute_not_exists(#etag) OR (#sequencer < :sequencer AND (#etag <> :etag OR #status = :failed))"
             values = {":sequencer": fresh["sequencer"], ":etag": version.etag, ":failed": "failed"}
             item = self._update(job_id, fresh, newer, values, remove=OUTCOME + FANOUT, created=True)
