@@ -6,7 +6,7 @@ PORT ?= 8080
 # The Lambda runtime template.yaml names (python3.12): `make build` compiles the layer for it.
 RUNTIME := $(shell sed -n 's/^ *Runtime: *\(python3\.[0-9]*\).*/\1/p' template.yaml | head -n 1)
 
-.PHONY: run test lint fuzz bench install clean events build deploy
+.PHONY: run test lint fuzz bench fanout-bench install clean events build deploy
 
 $(VENV)/.run-deps: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ fuzz: $(VENV)/.dev-deps
 
 bench: $(VENV)/.dev-deps
 	$(PY) -m benchmarks
+
+## Long audio fanned out: 2 h of audio from upload to transcript at W = 100, 10 and 1 (docs/jobs.md).
+fanout-bench: $(VENV)/.dev-deps
+	$(PY) -m benchmarks fanout
 
 events: $(VENV)/.dev-deps
 	$(PY) scripts/make_events.py

@@ -673,6 +673,7 @@ def job_after_death() -> dict[str, Any]:
 
 
 from benchmarks.engine import engine_cold_start, engine_cost, engine_quality  # noqa: E402 - named below
+from benchmarks.fanout import fanout  # noqa: E402 - named below
 
 ALL: dict[str, Callable[[], dict[str, Any]]] = {
     "job_after_death": job_after_death,
@@ -690,4 +691,5 @@ ALL: dict[str, Callable[[], dict[str, Any]]] = {
     "local_engine": local_engine,
     "memory": memory,
     "governance": governance,
+    "fanout": fanout,
 }

@@ -25,18 +25,8 @@ _SEQUENCERS = count(0x0A1B2C3D4E5F6789)
 @contextmanager
 def job_stack() -> Iterator[dict[str, str]]:
     """moto's server with the template's bucket, job table and queue; their names in os.environ."""
-    import boto3
-
     with moto_endpoint():
-        boto3.client("s3").create_bucket(Bucket=BUCKET)
-        boto3.client("dynamodb").create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        queue = boto3.client("sqs").create_queue(QueueName="heimdall-dlq-test")["QueueUrl"]
-        env = {"HEIMDALL_AUDIO_BUCKET": BUCKET, "HEIMDALL_JOB_TABLE": TABLE, "HEIMDALL_DLQ_URL": queue}
+        env = create_job_resources()
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         try:
@@ -44,6 +34,21 @@ def job_stack() -> Iterator[dict[str, str]]:
         finally:
             for k, v in saved.items():
                 os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+
+
+def create_job_resources() -> dict[str, str]:
+    """The bucket, job table and dead-letter queue on the AWS endpoint boto3 reaches; their names."""
+    import boto3
+
+    boto3.client("s3").create_bucket(Bucket=BUCKET)
+    boto3.client("dynamodb").create_table(
+        TableName=TABLE,
+        KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    queue = boto3.client("sqs").create_queue(QueueName="heimdall-dlq-test")["QueueUrl"]
+    return {"HEIMDALL_AUDIO_BUCKET": BUCKET, "HEIMDALL_JOB_TABLE": TABLE, "HEIMDALL_DLQ_URL": queue}
 
 
 def s3_event(*objects: tuple[str, int, str, str]) -> dict[str, Any]:

@@ -74,7 +74,7 @@ class FanoutSettings:
     concurrency: int = 100  # HEIMDALL_PIECE_CONCURRENCY: the piece function's maximum concurrency
     min_piece_seconds: float = 30.0  # HEIMDALL_PIECE_MIN_SECONDS
     idempotency_table: str | None = None  # HEIMDALL_PIECE_IDEMPOTENCY_TABLE
-    retry_seconds: int = 30  # HEIMDALL_PIECE_RETRY_SECONDS: a failed piece is retried this much later
+    retry_seconds: int = 10  # HEIMDALL_PIECE_RETRY_SECONDS: a failed piece is retried this much later
     hold_seconds: float = HOLD_SECONDS
 
     @classmethod
