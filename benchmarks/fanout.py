@@ -86,7 +86,7 @@ def _run(audio: bytes, seconds: float, workers: int, fault: str | None, aws_env:
         config.write_text(json.dumps({"providers": {"openai": {"keys": [{"value": key}], "network_config": network}},
                                       "client_config": {"request_budget_seconds": 280}}))  # fmt: skip
         os.environ["HEIMDALL_CONFIG"] = str(config)
-        queues = stack.enter_context(fanout_queues(visibility_seconds=60, above_seconds=60, concurrency=workers))
+        queues = stack.enter_context(fanout_queues(visibility_seconds=1800, above_seconds=60, concurrency=workers))
         os.environ["HEIMDALL_PIECE_RETRY_SECONDS"] = "10"  # the deployed default
         run = Fanout(queues, workers, remaining_ms=300_000)  # the piece function's 300 s
         job_id = uuid.uuid4().hex
@@ -154,7 +154,7 @@ def fanout() -> dict[str, Any]:
             row = _run(audio, seconds, workers, fault, credentials)
             row["provider fault"] = fault or "none"
             rows.append(row)
-            print("  ", row, flush=True)
+            print(f"   ran W={workers} fault={row['provider fault']}: {row['upload → end s']} s", flush=True)
         del audio
         rows.append({**_run(long_speech_wav(short), short, 1, None, credentials), "provider fault": "none"})
     results["load (uptime) after"] = os.getloadavg()[0]

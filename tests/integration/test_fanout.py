@@ -154,7 +154,12 @@ def test_duplicated_and_concurrent_deliveries_transcribe_each_piece_once_and_sti
     job_id, key = new_job()
     with fanout_queues(concurrency=6) as stack:
         run = Fanout(stack, workers=6)
-        job = scattered(run, job_id, key, ten_minutes)
+        event = run.upload(key, ten_minutes)
+        run.deliver_upload(event)
+        job = run.job(job_id)
+        (again,) = run.deliver_upload(event)["jobs"]  # S3 delivers the upload's event again
+        assert again["delivery"] == "busy" and again["phase"] == "transcribing"  # handed to its pieces: not cut again
+        assert run.job(job_id)["attempt"] == 1
         sqs = boto3.client("sqs")
         messages = sqs.receive_message(QueueUrl=stack.piece_queue, MaxNumberOfMessages=10, AttributeNames=["All"])
         received = messages["Messages"]
