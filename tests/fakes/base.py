@@ -47,6 +47,7 @@ class Recorded:
     audio_seconds: float | None = None  # for a PCM WAV upload: how long it is
     raw_path: str = ""  # the path as sent, before percent-decoding
     raw_query: str = ""  # the query string as sent
+    peer: str = ""  # the client's address and port: one per connection
 
     def field(self, name: str) -> str | None:
         values = [v for k, v in self.fields if k == name]
@@ -150,6 +151,7 @@ class FakeUpstream:
             {k.lower(): v for k, v in request.headers.items()},
             raw_path=request.scope["raw_path"].decode("latin-1"),
             raw_query=request.scope["query_string"].decode("latin-1"),
+            peer=":".join(map(str, request.scope.get("client") or ())),
         )
         content_type = request.headers.get("content-type", "")
         if content_type.startswith("multipart/form-data"):

@@ -1,9 +1,11 @@
-"""What goes upstream: the audio with a declared length (no chunked encoding), byte for byte, and a
-small upload sent from memory — never moved to disk on its way out."""
+"""What goes upstream: the audio with a declared length (no chunked encoding), byte for byte, a
+small upload sent from memory — never moved to disk on its way out — over connections kept for the
+calls that follow."""
 
 from __future__ import annotations
 
 import hashlib
+import io
 import tempfile
 
 import httpx
@@ -59,3 +61,24 @@ def test_a_small_upload_is_sent_from_memory(upstreams: Upstreams, fakes: Upstrea
             transcript = providers[name].transcribe(model, TranscriptionRequest(model=name), audio, Call(timeout=10))
             assert transcript.text
             assert spooled._rolled is False, name
+
+
+def test_calls_made_at_once_keep_their_connections_for_the_next_ones(upstreams: Upstreams, fakes: Upstreams) -> None:
+    """Eight calls in flight together need at most eight connections to the provider, however many
+    rounds of them there are: the eight after the first reuse those, rather than each opening (and
+    closing) one of its own."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    provider = build_providers(upstreams.config())["openai"]
+    fake = fakes.fakes["openai"]
+    fake.latency = lambda _: 0.2  # long enough for the eight calls of a round to overlap
+
+    def call(_: int) -> str:
+        audio = AudioInput(io.BytesIO(AUDIO), "fox.flac", "audio/flac", len(AUDIO))
+        return provider.transcribe("whisper-1", TranscriptionRequest(model="whisper-1"), audio, Call(timeout=10)).text
+
+    with ThreadPoolExecutor(8) as pool:
+        for _ in range(2):
+            assert all(pool.map(call, range(8)))
+    assert len(fake.requests) == 16
+    assert len({request.peer for request in fake.requests}) <= 8
