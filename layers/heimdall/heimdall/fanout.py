@@ -418,7 +418,10 @@ def _sqs_batch(handle: Any) -> Any:
     return handler
 
 
-def _worker() -> PieceWorker:
+def _worker(*, transcribes: bool) -> PieceWorker:
+    """What both piece handlers read at start-up. The dead-letter consumer transcribes nothing: it
+    builds no provider, and reads the config only for governance — a config it cannot read is logged
+    and the job still failed (as JobFailedFunction does)."""
     import os
 
     from heimdall.config import load_config
@@ -428,20 +431,28 @@ def _worker() -> PieceWorker:
     settings = FanoutSettings.from_environment(os.environ)
     if settings is None:
         raise RuntimeError("HEIMDALL_PIECE_QUEUE_URL is not set")
-    config = load_config(os.environ.get("HEIMDALL_CONFIG"))
-    router = Router(config, build_providers(config))
     bucket, table, dead_letters, _ = _environment()
-    return PieceWorker(settings, config, router, bucket, table, dead_letters, job_accounting(config, table))
+    if transcribes:
+        config = load_config(os.environ.get("HEIMDALL_CONFIG"))
+        router = Router(config, build_providers(config))
+        return PieceWorker(settings, config, router, bucket, table, dead_letters, job_accounting(config, table))
+    try:
+        config = load_config(os.environ.get("HEIMDALL_CONFIG"))
+        accounting: JobAccounting | None = job_accounting(config, table)
+    except Exception:
+        logger.exception("the config could not be read: failed jobs are not settled by this function")
+        config, accounting = GatewayConfig(), None
+    return PieceWorker(settings, config, Router(config, {}), bucket, table, dead_letters, accounting)
 
 
 def piece_handler() -> Any:
     """The piece function's handler (functions/piece/app.py): SQS event source on the piece queue,
     batch size 1, built once per execution environment."""
-    worker = _worker()
+    worker = _worker(transcribes=True)
     return logger.inject_lambda_context(clear_state=True)(_sqs_batch(worker.handle))
 
 
 def piece_failed_handler() -> Any:
     """The piece dead-letter queue's consumer (functions/piece_failed/app.py)."""
-    consumer = PieceDeadLetters(_worker())
+    consumer = PieceDeadLetters(_worker(transcribes=False))
     return logger.inject_lambda_context(clear_state=True)(_sqs_batch(lambda record, context: consumer.handle(record)))
