@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.support.jobs import BUCKET, TABLE, put, s3_event
-from tests.support.lambda_events import LambdaContext
+from tests.support.lambda_events import EVENTS, LambdaContext
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
@@ -31,27 +31,20 @@ class Killed(BaseException):
 
 
 def sqs_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
-    """One record of the SQS event Lambda sends (the shape `sam local generate-event sqs
-    receive-message` produces), from a ReceiveMessage answer."""
+    """One record of the SQS event Lambda sends (events/sqs-piece.json, the shape `sam local
+    generate-event sqs receive-message` produces), from a ReceiveMessage answer."""
+    record: dict[str, Any] = json.loads((EVENTS / "sqs-piece.json").read_text())["Records"][0]
     attributes = message.get("Attributes", {})
-    return {
-        "messageId": message["MessageId"],
-        "receiptHandle": message["ReceiptHandle"],
-        "body": message["Body"],
-        "attributes": {
-            "ApproximateReceiveCount": attributes.get("ApproximateReceiveCount", "1"),
-            "SentTimestamp": attributes.get("SentTimestamp", str(int(time.time() * 1000))),
-            "SenderId": attributes.get("SenderId", "AIDAIENQZJOLO23YVJ4VO"),
-            "ApproximateFirstReceiveTimestamp": attributes.get(
-                "ApproximateFirstReceiveTimestamp", str(int(time.time() * 1000))
-            ),
-        },
-        "messageAttributes": {},
-        "md5OfBody": message["MD5OfBody"],
-        "eventSource": "aws:sqs",
-        "eventSourceARN": queue_arn,
-        "awsRegion": "us-east-1",
+    now = str(int(time.time() * 1000))
+    record.update(messageId=message["MessageId"], receiptHandle=message["ReceiptHandle"], body=message["Body"],
+                  md5OfBody=message["MD5OfBody"], eventSourceARN=queue_arn)  # fmt: skip
+    record["attributes"] = {
+        "ApproximateReceiveCount": attributes.get("ApproximateReceiveCount", "1"),
+        "SentTimestamp": attributes.get("SentTimestamp", now),
+        "SenderId": attributes.get("SenderId", record["attributes"]["SenderId"]),
+        "ApproximateFirstReceiveTimestamp": attributes.get("ApproximateFirstReceiveTimestamp", now),
     }
+    return record
 
 
 @dataclass
@@ -216,7 +209,7 @@ class Fanout:
     piece function's maximum concurrency. Build it inside ``fanout_queues`` (and with
     ``HEIMDALL_CONFIG`` set) so the handlers read their environment."""
 
-    def __init__(self, stack: FanoutStack, workers: int, *, remaining_ms: int = 4000) -> None:
+    def __init__(self, stack: FanoutStack, workers: int, *, remaining_ms: int = 8000) -> None:
         from heimdall.fanout import piece_failed_handler, piece_handler
         from heimdall.jobs import failure_handler, ingest_handler
 
