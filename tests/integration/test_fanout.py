@@ -396,3 +396,29 @@ def test_a_fanned_out_job_is_charged_its_whole_seconds_once(
     assert (record.route, record.key_id, record.status, record.provider) == ("/v1/uploads", "team", 200, "openai")
     assert record.audio_seconds == pytest.approx(600, abs=0.01)
     assert dollars == pytest.approx(0.006 * 600 / 60, rel=1e-6) == record.cost
+
+
+def test_bodies_the_scatter_did_not_send_are_dropped_and_fail_no_job(
+    config: Path, fakes: Upstreams, ten_minutes: bytes
+) -> None:
+    """A body of another shape, or a piece the job does not have, on either queue: deleted at its first
+    delivery, so it is never redriven into the dead-letter queue, where it would fail the job."""
+    job_id, key = new_job()
+    with fanout_queues(concurrency=4) as stack:
+        run = Fanout(stack, workers=4)
+        job = scattered(run, job_id, key, ten_minutes)
+        total, etag = job["pieces_total"], job["etag"]
+        piece = {"job_id": job_id, "etag": etag, "offset": 0.0, "seconds": 30.0}
+        forged = ["not json", json.dumps({"job_id": job_id}), json.dumps({**piece, "index": total + 3}),
+                  json.dumps({**piece, "index": -1}),
+                  json.dumps({**piece, "index": 0, "etag": "../transcripts"})]  # fmt: skip
+        sqs = boto3.client("sqs")
+        for body in forged:
+            sqs.send_message(QueueUrl=stack.piece_queue, MessageBody=body)
+            sqs.send_message(QueueUrl=stack.piece_dead_letters, MessageBody=body)
+        with run:
+            job = run.wait_for_job(job_id)
+            wait_until(run.settled, timeout=60, what="the queues to drain")
+    assert job["status"] == "succeeded" and job["pieces_done"] == total
+    assert run.pieces.failures == 0 and run.piece_failed.failures == 0  # none left for redelivery
+    assert provider_pieces(fakes) == list(range(total))

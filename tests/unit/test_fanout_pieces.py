@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from heimdall.fanout import FanoutSettings, PieceMessage, piece_seconds
+from heimdall.fanout import FanoutSettings, NotAPieceMessage, PieceMessage, piece_seconds
 
+GOOD = {"job_id": "0" * 32, "etag": "4ef357e40cc46faa3da793f97f8e5848", "index": 7, "offset": 553.2, "seconds": 79.1}
 OPENAI_LIMIT = (int(25 * 1024 * 1024 * 0.95) - 44) / 32000  # seconds of 16 kHz mono WAV under 25 MB
 
 
@@ -39,3 +42,27 @@ def test_fan_out_is_off_without_the_piece_queue_and_read_once_from_the_environme
                                                 "HEIMDALL_PIECE_CONCURRENCY": "50"})  # fmt: skip
     assert settings is not None
     assert (settings.above_seconds, settings.concurrency, settings.min_piece_seconds) == (900.0, 50, 30.0)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "", "not json", "[]", "null", '"text"', "{}",
+        '{"job_id": "' + "0" * 32 + '", "etag": "e", "index": 1, "offset": 0}',  # a field missing
+        json.dumps({**GOOD, "index": -1}), json.dumps({**GOOD, "index": 10**9}), json.dumps({**GOOD, "index": 1.5}),
+        json.dumps({**GOOD, "index": True}), json.dumps({**GOOD, "index": "3"}),
+        json.dumps({**GOOD, "job_id": "../../etc"}), json.dumps({**GOOD, "job_id": 7}),
+        json.dumps({**GOOD, "etag": "x/../../transcripts"}), json.dumps({**GOOD, "etag": ""}),
+        json.dumps({**GOOD, "offset": "1e309"}), json.dumps({**GOOD, "seconds": -1}),
+        json.dumps({**GOOD, "offset": "nan"}), json.dumps({**GOOD, "seconds": [1]}),
+    ],
+)  # fmt: skip
+def test_a_body_the_scatter_did_not_send_is_not_a_piece_message(body: str) -> None:
+    with pytest.raises(NotAPieceMessage):
+        PieceMessage.parse(body)
+
+
+def test_a_piece_beyond_the_jobs_count_is_not_one_of_its_pieces() -> None:
+    message = PieceMessage.parse(json.dumps({**GOOD, "index": 5}))
+    assert message.beyond({"pieces_total": 5}) and not message.beyond({"pieces_total": 6})
+    assert not message.beyond({})  # the scatter is still cutting: the count is not known yet

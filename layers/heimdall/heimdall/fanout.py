@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import tempfile
 import time
 import uuid
@@ -103,6 +104,17 @@ def piece_seconds(duration: float, concurrency: int, limit_seconds: float | None
     return min(length, limit_seconds) if limit_seconds is not None else length
 
 
+#: The job ids Heimdall hands out; an ETag as S3 writes one (it is only compared with the job's).
+_JOB_ID = re.compile(r"[0-9a-f]{32}")
+_ETAG = re.compile(r"[0-9A-Za-z-]{1,128}")
+#: More pieces than any job has (pieces are at least the floor long; a day of audio at 30 s is 2,880).
+MAX_PIECES = 100_000
+
+
+class NotAPieceMessage(ValueError):
+    """A body on a piece queue that the scatter did not send: dropped, never retried."""
+
+
 @dataclass(frozen=True)
 class PieceMessage:
     """One SQS message per piece: which job and upload it belongs to, and where it lies."""
@@ -118,12 +130,38 @@ class PieceMessage:
 
     @classmethod
     def parse(cls, body: str) -> PieceMessage:
-        data = json.loads(body)
-        return cls(str(data["job_id"]), str(data["etag"]), int(data["index"]), float(data["offset"]),
-                   float(data["seconds"]))  # fmt: skip
+        """The message the scatter sent; ``NotAPieceMessage`` for anything else (a body of another
+        shape must not be retried into the dead-letter queue, where it would fail a job)."""
+        try:
+            data = json.loads(body)
+            message = cls(data["job_id"], data["etag"], data["index"], float(data["offset"]), float(data["seconds"]))
+        except (ValueError, TypeError, KeyError, OverflowError) as exc:
+            raise NotAPieceMessage(type(exc).__name__) from None
+        if not (
+            isinstance(message.job_id, str) and _JOB_ID.fullmatch(message.job_id)
+            and isinstance(message.etag, str) and _ETAG.fullmatch(message.etag)
+            and type(message.index) is int and 0 <= message.index < MAX_PIECES
+            and all(math.isfinite(v) and v >= 0 for v in (message.offset, message.seconds))
+        ):  # fmt: skip
+            raise NotAPieceMessage("fields out of shape")
+        return message
+
+    def beyond(self, job: dict[str, Any]) -> bool:
+        """The job has fewer pieces than this one's index: not a piece the scatter cut."""
+        total = job.get("pieces_total")
+        return total is not None and self.index >= int(total)
 
     def key(self, extension: str) -> str:
         return piece_key(self.job_id, self.etag, self.index, extension)
+
+
+def read_message(record: dict[str, Any]) -> PieceMessage | None:
+    """The record's piece message, or None (logged) when its body is not one."""
+    try:
+        return PieceMessage.parse(str(record.get("body", "")))
+    except NotAPieceMessage as exc:
+        logger.error("not a piece message: dropped", extra={"reason": str(exc), "message_id": record.get("messageId")})
+        return None
 
 
 def job_request(config: GatewayConfig, router: Router, item: dict[str, Any]) -> TranscriptionRequest:
@@ -275,11 +313,13 @@ class PieceWorker:
 
     def handle(self, record: dict[str, Any], context: Any) -> None:
         """Transcribe the record's piece once and count it; raises to leave the message for redelivery."""
-        message = PieceMessage.parse(record["body"])
+        message = read_message(record)
+        if message is None:
+            return
         logger.append_keys(job_id=message.job_id, piece=message.index)
         job = self.table.get(message.job_id) or {}
-        if job.get("etag") != message.etag or job.get("status") != "running":
-            logger.info("piece of a job that ended or was replaced: nothing to do")
+        if job.get("etag") != message.etag or job.get("status") != "running" or message.beyond(job):
+            logger.info("piece of a job that ended or was replaced, or that it does not have: nothing to do")
             return
         if message.index not in finished(job):
             self._transcribe_once(message, job, record, context)
@@ -379,11 +419,13 @@ class PieceDeadLetters:
 
     def handle(self, record: dict[str, Any]) -> None:
         worker = self.worker
-        message = PieceMessage.parse(record["body"])
+        message = read_message(record)
+        if message is None:
+            return
         logger.append_keys(job_id=message.job_id, piece=message.index)
         job = worker.table.get(message.job_id) or {}
-        if job.get("etag") != message.etag or job.get("status") != "running":
-            return  # the job ended (or was replaced) already
+        if job.get("etag") != message.etag or job.get("status") != "running" or message.beyond(job):
+            return  # the job ended (or was replaced) already, or has no such piece
         if message.index in finished(job) and (job.get("pieces_total") is None or
                                                int(job["pieces_done"]) < int(job["pieces_total"])):  # fmt: skip
             return  # a duplicate of a piece that was done: the others are still running
