@@ -287,3 +287,39 @@ def test_a_second_upload_through_the_same_url_is_charged_as_a_request_of_its_own
     assert spent(app, "rate_limit:rl-team:requests", "1d", since) == 2
     assert spent(app, "rate_limit:rl-team:audio_seconds", "1d", since) == pytest.approx(seconds, abs=0.002)
     assert sorted(r.audio_seconds for r in records(app)) == sorted(round(j["audio_seconds"], 3) for j in jobs)
+
+
+def test_a_job_skips_a_provider_whose_own_limit_within_the_key_is_spent(
+    governance_table: str, tmp_path: Path, upstreams: Upstreams, fakes: Upstreams, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As for a request (Bifrost excludes such a provider from routing): the key's OpenAI allowance is
+    one request an hour, so the second job is served by its fallback, and OpenAI is called once."""
+    network = {"max_retries": 0, "retry_backoff_initial": 10}
+    team = {"id": "team", "value": TEAM,
+            "provider_configs": [{"id": 1, "provider": "openai", "rate_limit_id": "rl-openai"}]}  # fmt: skip
+    document = {
+        "providers": {
+            "openai": {"keys": [{"value": upstreams.keys["openai"]}],
+                       "network_config": {**network, "base_url": upstreams.urls["openai"]}},
+            "groq": {"keys": [{"value": upstreams.keys["groq"]}],
+                     "network_config": {**network, "base_url": upstreams.urls["groq"] + "/openai"}},
+        },
+        "governance": {"virtual_keys": [team],
+                       "rate_limits": [{"id": "rl-openai", "request_max_limit": 1, "request_reset_duration": "1h"}]},
+    }  # fmt: skip
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(document))
+    monkeypatch.setenv("HEIMDALL_CONFIG", str(path))
+    handler = ingest()
+    jobs = []
+    with serve(create_app(load_config(str(path)))) as gateway:
+        for _ in range(2):
+            created = httpx.post(f"{gateway}/v1/uploads", headers={"api-key": TEAM}, timeout=30,
+                                 json={"filename": "hello.wav", "model": "openai/whisper-1",
+                                       "fallbacks": ["groq/whisper-large-v3"]})  # fmt: skip
+            assert created.status_code == 201, created.text
+            jobs.append(deliver(handler, event_for(upload_file(created)))["jobs"][0])
+    assert [(job["status"], job["provider"], job["fallback_index"]) for job in jobs] == [
+        ("succeeded", "openai", 0), ("succeeded", "groq", 1)
+    ]  # fmt: skip
+    assert fakes.calls("openai") == 1 and fakes.calls("groq") == 1

@@ -47,7 +47,7 @@ from heimdall.governance.jobs import JobAccounting
 from heimdall.job_table import JobTable, ObjectVersion
 from heimdall.jobs import DeadLetters, FannedOut, Heartbeat, LostTheJob, dead_letter, default_model, store_transcript
 from heimdall.observability import logger
-from heimdall.routing import Router, Target, deadline_for
+from heimdall.routing import Router, Target, TargetGate, deadline_for
 from heimdall.storage import AudioBucket, piece_key
 
 #: The piece function's timeout (template.yaml PieceFunction); the queue's visibility timeout is six
@@ -334,10 +334,11 @@ class PieceWorker:
         from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 
         request = job_request(self.config, self.router, job)
+        gate = self.accounting.provider_gate(job) if self.accounting is not None else None
         deadline = deadline_for(self.config.client_config.request_budget_seconds, context, 2.0)
 
         def transcribe_piece(piece: dict[str, Any]) -> dict[str, Any]:
-            return self._transcribe(message, request, deadline)
+            return self._transcribe(message, request, deadline, gate)
 
         try:
             if self._persistence is None:
@@ -365,7 +366,9 @@ class PieceWorker:
             )  # fmt: skip
             raise PieceFailed(f"piece {message.index}: {exc.code}") from None
 
-    def _transcribe(self, message: PieceMessage, request: TranscriptionRequest, deadline: float) -> dict[str, Any]:
+    def _transcribe(
+        self, message: PieceMessage, request: TranscriptionRequest, deadline: float, gate: TargetGate | None
+    ) -> dict[str, Any]:
         """The provider call for one piece, and its transcript written once."""
         key = message.key("json")
         if self.bucket.get_json(key) is not None:
@@ -373,7 +376,7 @@ class PieceWorker:
         with tempfile.SpooledTemporaryFile(max_size=1024 * 1024) as spool:
             size = self.bucket.read_into(message.key("wav"), spool)
             audio = AudioInput(spool, f"piece{message.index:05d}.wav", "audio/wav", size)
-            routed = self.router.transcribe(request, audio, deadline)
+            routed = self.router.transcribe(request, audio, deadline, gate)
         document = {
             **asdict(message), "provider": routed.target.provider, "model_deployment": routed.target.model,
             "fallback_index": routed.fallback_index, "transcript": routed.transcript.model_dump(exclude_none=True),

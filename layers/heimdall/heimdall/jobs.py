@@ -41,7 +41,7 @@ from heimdall.core.types import AudioInput, ResponseFormat, Transcript, Transcri
 from heimdall.governance.jobs import UPLOAD_ROUTE, JobAccounting
 from heimdall.job_table import JobTable, ObjectVersion, view
 from heimdall.observability import logger
-from heimdall.routing import Router, Target, deadline_for
+from heimdall.routing import Router, Target, TargetGate, deadline_for
 from heimdall.storage import INCOMING, AudioBucket, ObjectReplaced, transcript_key
 
 if TYPE_CHECKING:
@@ -218,7 +218,8 @@ class JobRunner:
         model = dict(fields).get("model")
         with Heartbeat(self.table, job_id, owner, self.lease_seconds) as heartbeat:
             try:
-                outcome = self._transcribe(job_id, filename, version, fields, deadline, heartbeat)
+                gate = self.accounting.provider_gate(claim.item) if self.accounting is not None else None
+                outcome = self._transcribe(job_id, filename, version, fields, deadline, heartbeat, gate)
             except LostTheJob:
                 logger.info("job taken over by a newer upload or a retry")
                 return {**view(self.table.get(job_id) or {}), "delivery": "superseded"}
@@ -270,6 +271,7 @@ class JobRunner:
         fields: list[list[str]],
         deadline: float,
         heartbeat: Heartbeat,
+        gate: TargetGate | None = None,
     ) -> dict[str, Any] | FannedOut:
         """The provider call, and the transcript of this object version written once; or, for audio
         long enough, the pieces cut and queued for the piece function."""
@@ -282,7 +284,7 @@ class JobRunner:
             seconds = check_audio(audio, self.config.client_config.max_audio_seconds)
             if self.scatter is not None and self.scatter.wants(seconds):
                 return self.scatter.run(job_id, version, request, audio, seconds, heartbeat)
-            routed = self.router.transcribe(request, audio, deadline, progress=heartbeat.pieces)
+            routed = self.router.transcribe(request, audio, deadline, gate, progress=heartbeat.pieces)
         if heartbeat.lost:
             raise LostTheJob(job_id)
         source = {"key": version.key, "etag": version.etag, "size": size}

@@ -25,6 +25,7 @@ failed job.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +35,9 @@ from heimdall.observability import logger
 from heimdall.routing import Target
 
 if TYPE_CHECKING:
+    from heimdall.core.errors import HeimdallError
     from heimdall.governance.governor import Governor
+    from heimdall.governance.limits import Limits
     from heimdall.job_table import JobTable
 
 #: The route a job's usage record names: the request that created it.
@@ -69,6 +72,13 @@ class JobAccounting:
         if refusal is not None:
             raise refusal
         return claims
+
+    def provider_gate(self, job: Mapping[str, Any]) -> SpentProviders | None:
+        """What the router asks before each target of the job's run (or of one of its pieces): a
+        provider whose own limit within the job's key is spent is skipped, as for a request."""
+        limits = self.governor.limits
+        key_id = _text(job.get("key_id"))
+        return SpentProviders(limits, key_id) if limits is not None and key_id is not None else None
 
     def release(self, claims: Sequence[Claim]) -> None:
         """Give back what an upload reserved when its job could not be created."""
@@ -168,6 +178,29 @@ class JobAccounting:
         if target is not None:
             changes += limits.provider_scope(key_id, target.provider).claims(now, seconds=seconds, dollars=cost)
         limits.adjust([claim for claim in changes if claim.units])
+
+
+class SpentProviders:
+    """A job's ``TargetGate``: refuses a target whose provider's limits within the key are spent, and
+    reserves nothing — the job is charged once, when it ends (``JobAccounting.settle``). A zero claim
+    is refused only once its limit is reached, so this is a check; a job already running is not stopped
+    by a limit its own pieces fill (the seconds are counted when it ends)."""
+
+    def __init__(self, limits: Limits, key_id: str) -> None:
+        self.limits, self.key_id = limits, key_id
+
+    def admit(self, target: Target) -> HeimdallError | None:
+        scope = self.limits.provider_scope(self.key_id, target.provider)
+        if not scope:
+            return None
+        claims = scope.claims(self.limits.clock(), seconds=0.0, dollars=0.0)
+        refusal = self.limits.reserve([replace(claim, amount=0.0) for claim in claims])
+        if refusal is not None:
+            refusal.provider = target.provider
+        return refusal
+
+    def release(self, target: Target) -> None:
+        """Nothing was reserved."""
 
 
 def _text(value: Any) -> str | None:
