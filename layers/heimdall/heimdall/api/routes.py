@@ -142,6 +142,7 @@ async def transcribe(request: Request, deployment_id: str | None, api_version: s
         if audio.size == 0:
             raise InvalidRequest("The uploaded file is empty.", param="file", code="empty_file")
         audio = audio.with_format(transcription.file_format)
+        router.resolve_targets(transcription.model, transcription.fallbacks)  # a 404 before the audio is read
         event_id = request.scope["state"]["event_id"]
         deadline = _deadline(request)
         key_id = key.id if key else None
