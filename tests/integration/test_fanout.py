@@ -422,3 +422,30 @@ def test_bodies_the_scatter_did_not_send_are_dropped_and_fail_no_job(
     assert job["status"] == "succeeded" and job["pieces_done"] == total
     assert run.pieces.failures == 0 and run.piece_failed.failures == 0  # none left for redelivery
     assert provider_pieces(fakes) == list(range(total))
+
+
+def test_pieces_all_done_before_the_scatter_counts_them_are_stitched_by_the_piece_function(
+    config: Path, fakes: Upstreams, ten_minutes: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No piece saw the set complete (the count was not recorded yet). The stitch must not run inside the
+    ingest run, where nothing retries it if the run dies: a second delivery of the last piece takes it
+    to the piece function, which SQS redelivers and dead-letters."""
+    cut = JobTable.pieces_cut
+
+    def after_every_piece_is_done(self: JobTable, job_id: str, owner: str, total: int, *rest: Any) -> Any:
+        wait_until(lambda: int((self.get(job_id) or {}).get("pieces_done", 0)) >= total, timeout=60,
+                   what="every piece transcribed before the scatter counts them")  # fmt: skip
+        return cut(self, job_id, owner, total, *rest)
+
+    monkeypatch.setattr(JobTable, "pieces_cut", after_every_piece_is_done)
+    job_id, key = new_job()
+    with fanout_queues(concurrency=6) as stack, Fanout(stack, workers=6) as run:
+        (scattered,) = run.deliver_upload(run.upload(key, ten_minutes))["jobs"]
+        assert scattered["status"] == "running" and scattered["phase"] == "transcribing"  # not stitched here
+        job = run.wait_for_job(job_id)
+        wait_until(run.settled, timeout=60, what="the queues to drain")
+    total = job["pieces_total"]
+    assert job["status"] == "succeeded" and job["pieces_done"] == total
+    assert run.pieces.invocations == total + 1  # every piece, and the last one again to stitch
+    assert provider_pieces(fakes) == list(range(total))  # that second delivery transcribed nothing
+    assert_continuous(cues_of(job), 600)

@@ -13,9 +13,10 @@
   (Powertools Idempotency on the piece; its in-progress record expires with the function's remaining
   time, so a killed handler's redelivery proceeds), and its transcript written once to S3.
 - **Gather**: one conditional write on the job's item marks the piece done and counts it
-  (``pieces_done``). Whoever sees every piece done — the last piece, or the scatter when all finished
-  before it recorded the total — claims the stitch (a conditional write with a lease), stitches once
-  and records the job ``succeeded`` like a single run.
+  (``pieces_done``). Whoever sees every piece done — the last piece, or, when all finished before the
+  scatter recorded the total, a second delivery of the last piece the scatter queues then — claims the
+  stitch (a conditional write with a lease), stitches once and records the job ``succeeded`` like a
+  single run. The stitch always runs in the piece function, under SQS's redelivery.
 
 A piece that fails for the client's fault fails the job at once; any other failure is retried by
 SQS (``maxReceiveCount``) and then lands in the piece dead-letter queue, whose consumer
@@ -235,10 +236,8 @@ class Scatter:
         router: Router,
         bucket: AudioBucket,
         table: JobTable,
-        accounting: JobAccounting | None = None,
     ) -> None:
         self.settings, self.config, self.router, self.bucket, self.table = settings, config, router, bucket, table
-        self.gather = Gather(config, router, bucket, table, accounting)
         self._sqs = LazyClient("sqs")
 
     def wants(self, seconds: float) -> bool:
@@ -263,7 +262,7 @@ class Scatter:
         if self.table.begin_pieces(job_id, heartbeat.owner) is None:
             raise LostTheJob(job_id)
         started = time.monotonic()
-        count, end = 0, 0.0
+        count, end, last = 0, 0.0, None
         max_seconds = self.config.client_config.max_audio_seconds
         for index, part in enumerate(pcm_pieces(audio, int(length * RATE), max_seconds)):
             if heartbeat.lost:
@@ -271,13 +270,19 @@ class Scatter:
             message = PieceMessage(job_id, version.etag, index, round(part.offset, 6), round(part.seconds, 6))
             self.bucket.put_bytes(message.key("wav"), wav_bytes(part.pcm), "audio/wav")
             self._sqs().send_message(QueueUrl=settings.queue_url, MessageBody=message.body())
-            count, end = index + 1, part.offset + part.seconds
+            count, end, last = index + 1, part.offset + part.seconds, message
         item = self.table.pieces_cut(job_id, heartbeat.owner, count, round(end, 6), settings.hold_seconds)
         if item is None:
             raise LostTheJob(job_id)
         logger.info("pieces cut", extra={"pieces_total": count, "piece_seconds": round(length, 1),
                                          "cut_seconds": round(time.monotonic() - started, 3)})  # fmt: skip
-        return FannedOut(self.gather.complete(item) or item)
+        if last is not None and int(item.get("pieces_done", 0)) >= count:
+            # Every piece finished before the count was recorded, so no piece saw the set complete. The
+            # stitch goes to the piece function as a second delivery of the last piece (harmless by
+            # design), not into this run: there it is redelivered if it dies, and dead-lettered (the job
+            # failed) if it keeps dying; here nothing would be left to retry it once this run is gone.
+            self._sqs().send_message(QueueUrl=settings.queue_url, MessageBody=last.body())
+        return FannedOut(item)
 
 
 class PieceBusy(Exception):

@@ -407,7 +407,7 @@ def ingest_handler() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     bucket, table, dead_letters, lease = _environment()
     accounting = job_accounting(config, table)
     settings = FanoutSettings.from_environment(os.environ)
-    scatter = Scatter(settings, config, router, bucket, table, accounting) if settings is not None else None
+    scatter = Scatter(settings, config, router, bucket, table) if settings is not None else None
     runner = JobRunner(config, router, bucket, table, dead_letters, lease, accounting, scatter)
 
     @logger.inject_lambda_context(clear_state=True)
