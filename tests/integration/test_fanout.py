@@ -449,3 +449,29 @@ def test_pieces_all_done_before_the_scatter_counts_them_are_stitched_by_the_piec
     assert run.pieces.invocations == total + 1  # every piece, and the last one again to stitch
     assert provider_pieces(fakes) == list(range(total))  # that second delivery transcribed nothing
     assert_continuous(cues_of(job), 600)
+
+
+def test_a_newer_upload_while_the_old_pieces_are_queued_is_transcribed_alone(
+    config: Path, fakes: Upstreams, ten_minutes: bytes
+) -> None:
+    """The newer upload takes the job over: the old upload's queued pieces are dropped (their ETag is
+    not the job's), never counted toward or stitched into the new one, and never sent to the provider."""
+    job_id, key = new_job()
+    newer_audio = long_speech_wav(300)
+    with fanout_queues(concurrency=6) as stack:
+        run = Fanout(stack, workers=6)
+        old = scattered(run, job_id, key, ten_minutes)
+        (taken,) = run.deliver_upload(run.upload(key, newer_audio))["jobs"]
+        assert taken["object"]["etag"] != old["etag"] and taken["phase"] == "transcribing"
+        with run:
+            job = run.wait_for_job(job_id)
+            wait_until(run.settled, timeout=60, what="the queues to drain")
+    total = job["pieces_total"]
+    assert job["status"] == "succeeded" and job["etag"] == taken["object"]["etag"]
+    assert job["pieces_done"] == total and total < old["pieces_total"]
+    assert run.pieces.invocations == old["pieces_total"] + total  # every message delivered once
+    assert provider_pieces(fakes) == list(range(total))  # only the newer upload's pieces were sent
+    assert_continuous(cues_of(job), 300)
+    s3 = boto3.client("s3")
+    old_transcripts = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"transcripts/{job_id}/{old['etag']}")
+    assert old_transcripts.get("KeyCount", 0) == 0
