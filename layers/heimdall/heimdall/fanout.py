@@ -42,11 +42,10 @@ from heimdall.aws_clients import LazyClient
 from heimdall.chunking import SEARCH_SECONDS, WAV_HEADER, PieceSpan, pcm_pieces, stitch, wav_bytes
 from heimdall.config import GatewayConfig
 from heimdall.core.errors import HeimdallError
-from heimdall.core.parameters import build_request
 from heimdall.core.types import AudioInput, Transcript, TranscriptionRequest
 from heimdall.governance.jobs import JobAccounting
 from heimdall.job_table import JobTable, ObjectVersion
-from heimdall.jobs import DeadLetters, FannedOut, Heartbeat, LostTheJob, dead_letter, default_model, store_transcript
+from heimdall.jobs import DeadLetters, FannedOut, Heartbeat, LostTheJob, dead_letter, job_request, store_transcript
 from heimdall.observability import logger
 from heimdall.routing import Router, Target, TargetGate, deadline_for
 from heimdall.storage import AudioBucket, piece_key
@@ -163,11 +162,6 @@ def read_message(record: dict[str, Any]) -> PieceMessage | None:
     except NotAPieceMessage as exc:
         logger.error("not a piece message: dropped", extra={"reason": str(exc), "message_id": record.get("messageId")})
         return None
-
-
-def job_request(config: GatewayConfig, router: Router, item: dict[str, Any]) -> TranscriptionRequest:
-    fields = item.get("fields") or [["model", default_model(config, router)]]
-    return build_request([(str(k), str(v)) for k, v in fields], path_model=None)
 
 
 def finished(item: dict[str, Any]) -> set[int]:

@@ -82,6 +82,17 @@ def default_model(config: GatewayConfig, router: Router) -> str:
     return "local/tiny.en" if "local" in router.providers else ""
 
 
+def job_fields(config: GatewayConfig, router: Router, item: dict[str, Any]) -> list[list[str]]:
+    """The request's parameters stored with the job (``POST /v1/uploads``), else the default model's
+    (a file an operator dropped into ``incoming/``)."""
+    return item.get("fields") or [["model", default_model(config, router)]]
+
+
+def job_request(config: GatewayConfig, router: Router, item: dict[str, Any]) -> TranscriptionRequest:
+    """The job's request, checked as a transcription's (a 400 for parameters that no longer hold)."""
+    return build_request([(str(k), str(v)) for k, v in job_fields(config, router, item)], path_model=None)
+
+
 @dataclass(frozen=True)
 class FannedOut:
     """The run cut the audio into pieces for the piece function and handed the job over to them
@@ -214,12 +225,12 @@ class JobRunner:
             return {**view(claim.item), "delivery": claim.outcome}
         attempt = int(claim.item["attempt"])
         logger.append_keys(attempt=attempt)
-        fields = claim.item.get("fields") or [["model", default_model(self.config, self.router)]]
-        model = dict(fields).get("model")
+        model = dict(job_fields(self.config, self.router, claim.item)).get("model")
         with Heartbeat(self.table, job_id, owner, self.lease_seconds) as heartbeat:
             try:
                 gate = self.accounting.provider_gate(claim.item) if self.accounting is not None else None
-                outcome = self._transcribe(job_id, filename, version, fields, deadline, heartbeat, gate)
+                request = job_request(self.config, self.router, claim.item)
+                outcome = self._transcribe(job_id, filename, version, request, deadline, heartbeat, gate)
             except LostTheJob:
                 logger.info("job taken over by a newer upload or a retry")
                 return {**view(self.table.get(job_id) or {}), "delivery": "superseded"}
@@ -268,14 +279,13 @@ class JobRunner:
         job_id: str,
         filename: str,
         version: ObjectVersion,
-        fields: list[list[str]],
+        request: TranscriptionRequest,
         deadline: float,
         heartbeat: Heartbeat,
         gate: TargetGate | None = None,
     ) -> dict[str, Any] | FannedOut:
         """The provider call, and the transcript of this object version written once; or, for audio
         long enough, the pieces cut and queued for the piece function."""
-        request = build_request([(str(k), str(v)) for k, v in fields], path_model=None)
         with tempfile.SpooledTemporaryFile(max_size=1024 * 1024) as spool:
             size = self.bucket.download(version.key, version.etag, spool)
             audio = AudioInput(spool, safe_filename(filename), _content_type(filename), size)
