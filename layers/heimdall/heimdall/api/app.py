@@ -17,6 +17,7 @@ from heimdall import __version__
 from heimdall.api.auth import Gatekeeper
 from heimdall.api.context import RequestContextMiddleware, error_response
 from heimdall.api.docs import add_docs_routes
+from heimdall.api.multipart import LAMBDA_UPLOAD_MEMORY, SERVER_UPLOAD_MEMORY, UploadMemory
 from heimdall.api.playground import add_playground_routes
 from heimdall.api.routes import TRANSCRIPTION_ROUTES, add_routes
 from heimdall.api.uploads import add_upload_routes
@@ -51,6 +52,8 @@ def create_app(
     app.state.config = config
     app.state.router = Router(config, build_providers(config))
     app.state.gatekeeper = Gatekeeper(config)
+    in_lambda = bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
+    app.state.upload_memory = UploadMemory(LAMBDA_UPLOAD_MEMORY if in_lambda else SERVER_UPLOAD_MEMORY)
     bucket_name = os.environ.get("HEIMDALL_AUDIO_BUCKET")
     app.state.bucket = AudioBucket(bucket_name) if bucket_name else None
     app.state.governor = build_governor(
@@ -58,7 +61,7 @@ def create_app(
         app.state.bucket,
         table=os.environ.get("HEIMDALL_GOVERNANCE_TABLE"),
         state_dir=os.environ.get("HEIMDALL_STATE_DIR"),
-        in_lambda=bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME")),
+        in_lambda=in_lambda,
         usage_routes=frozenset([*(spec.path for spec in TRANSCRIPTION_ROUTES), UPLOAD_ROUTE]),
         clock=clock,
     )

@@ -2,13 +2,15 @@
 
 Starlette's own form parser silently accepts a truncated body (the cut-off part just vanishes), so
 the body is fed to python-multipart's parser here and its final state is checked. The audio part
-is written to a spooled temporary file as it arrives (memory up to 1 MB, then /tmp), so the
-upload is held once, never as body bytes plus a copy.
+is written to memory as it arrives while the process's ``UploadMemory`` has room for it, and to a
+file in /tmp once it has not, so the upload is held once, never as body bytes plus a copy.
 """
 
 from __future__ import annotations
 
+import io
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -22,11 +24,41 @@ from heimdall.core.parameters import safe_filename
 from heimdall.core.types import AudioInput
 
 FILE_FIELD = "file"
-SPOOL_BYTES = 1024 * 1024
+#: Uploaded audio one Lambda execution environment holds in memory (it serves one request at a
+#: time): the rest goes to /tmp, which keeps the handler's added peak under the size of the audio.
+LAMBDA_UPLOAD_MEMORY = 1024 * 1024
+#: Uploaded audio a server process (``make run``) holds in memory across every request in flight:
+#: writing 10 MB to /tmp and reading it back costs more CPU than the rest of the request
+#: (docs/performance.md); the budget keeps a thousand concurrent uploads from holding 25 GB.
+SERVER_UPLOAD_MEMORY = 64 * 1024 * 1024
+
+
+class UploadMemory:
+    """The bytes of uploaded audio the process may hold in memory at once, shared by its requests.
+
+    An upload takes room as its bytes arrive; one that finds no more room moves to a file in /tmp,
+    before the write that would pass the budget, and gives back what it held."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+        self._lock = threading.Lock()  # given back from worker threads when a request ends
+
+    def take(self, size: int) -> bool:
+        with self._lock:
+            if self.held + size > self.limit:
+                return False
+            self.held += size
+            return True
+
+    def give(self, size: int) -> None:
+        with self._lock:
+            self.held -= size
 
 
 @dataclass(frozen=True)
 class FormLimits:
+    memory: UploadMemory
     max_body_bytes: int = 25 * 1024 * 1024
     max_fields: int = 64
     max_field_bytes: int = 64 * 1024
@@ -36,10 +68,16 @@ class FormLimits:
 class UploadedForm:
     fields: list[tuple[str, str]] = field(default_factory=list)
     audio: AudioInput | None = None
+    #: What the audio holds of the process's UploadMemory, given back once when the form is closed.
+    memory: UploadMemory | None = None
+    held: int = 0
 
     def close(self) -> None:
         if self.audio is not None:
             self.audio.file.close()
+        if self.memory is not None and self.held:
+            self.memory.give(self.held)
+            self.held = 0
 
 
 @dataclass
@@ -50,6 +88,8 @@ class _Part:
     data: bytearray = field(default_factory=bytearray)
     file: IO[bytes] | None = None
     size: int = 0
+    #: Bytes of the file held in memory, taken from the UploadMemory (0 once it is on disk).
+    held: int = 0
 
 
 class _FormBuilder:
@@ -57,7 +97,7 @@ class _FormBuilder:
 
     def __init__(self, limits: FormLimits) -> None:
         self.limits = limits
-        self.form = UploadedForm()
+        self.form = UploadedForm(memory=limits.memory)
         self.part = _Part()
         self.header_field = bytearray()
         self.header_value = bytearray()
@@ -108,14 +148,15 @@ class _FormBuilder:
         self.part.filename = safe_filename(options[b"filename"].decode("utf-8", "replace"))
         content_type = self.headers.get(b"content-type", b"").decode("latin-1").strip()
         self.part.content_type = content_type or "application/octet-stream"
-        # Closed by UploadedForm.close() once the request is done, not by this scope.
-        self.part.file = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
+        self.part.file = io.BytesIO()  # closed by UploadedForm.close() once the request is done
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         chunk = memoryview(data)[start:end]  # a view: Lambda hands over the whole body as one chunk
         if self.part.file is not None:
-            if self.part.size + len(chunk) > SPOOL_BYTES:
-                self.part.file.rollover()  # type: ignore[attr-defined]  # to disk before the write, not after (which copies it twice)
+            if isinstance(self.part.file, io.BytesIO) and not self.limits.memory.take(len(chunk)):
+                self._to_disk()  # before the write, not after (which would copy it twice)
+            elif isinstance(self.part.file, io.BytesIO):
+                self.part.held += len(chunk)
             self.part.file.write(chunk)
             self.part.size += len(chunk)
             return
@@ -127,12 +168,28 @@ class _FormBuilder:
                 code="field_too_long",
             )
 
+    def _to_disk(self) -> None:
+        """Move the file part from memory to /tmp and give its room back."""
+        memory = self.part.file
+        assert isinstance(memory, io.BytesIO)
+        disk = tempfile.TemporaryFile()  # noqa: SIM115 - closed by UploadedForm.close() or abandon()
+        try:
+            disk.write(memory.getvalue())  # the buffer itself, not a copy of it
+        except BaseException:
+            disk.close()
+            raise
+        memory.close()
+        self.part.file = disk
+        self.limits.memory.give(self.part.held)
+        self.part.held = 0
+
     def on_part_end(self) -> None:
         part = self.part
         assert part.name is not None
         if part.file is not None:
             part.file.seek(0)
             self.form.audio = AudioInput(part.file, part.filename or "audio", part.content_type, part.size)
+            self.form.held, part.held = part.held, 0
             self.part = _Part()
             return
         try:
@@ -146,6 +203,9 @@ class _FormBuilder:
     def abandon(self) -> None:
         if self.part.file is not None:
             self.part.file.close()
+        if self.part.held:
+            self.limits.memory.give(self.part.held)
+            self.part.held = 0
         self.form.close()
 
 

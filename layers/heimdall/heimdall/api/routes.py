@@ -78,8 +78,8 @@ TRANSCRIPTION_ROUTES = (
 )
 
 
-def _limits(config: GatewayConfig) -> FormLimits:
-    return FormLimits(max_body_bytes=int(config.client_config.max_request_body_size_mb * 1024 * 1024))
+def _max_body_bytes(config: GatewayConfig) -> int:
+    return int(config.client_config.max_request_body_size_mb * 1024 * 1024)
 
 
 def _render(
@@ -128,7 +128,7 @@ async def transcribe(request: Request, deployment_id: str | None, api_version: s
     router: Router = request.app.state.router
     config: GatewayConfig = request.app.state.config
     governor: Governor = request.app.state.governor
-    form = await read_multipart(request, _limits(config))
+    form = await read_multipart(request, FormLimits(request.app.state.upload_memory, _max_body_bytes(config)))
     handed_to_stream = False
     ticket: Ticket | None = None
     try:
@@ -259,7 +259,7 @@ async def health(request: Request) -> dict[str, Any]:
             entry.update(installed=engine_installed(), loaded=provider.loaded)
         providers.append(entry)
     gatekeeper: Gatekeeper = request.app.state.gatekeeper
-    max_direct = _limits(config).max_body_bytes
+    max_direct = _max_body_bytes(config)
     if request.scope.get("aws.event") is not None:  # through API Gateway: its payload cap is lower
         max_direct = min(max_direct, API_GATEWAY_DIRECT_BYTES)
     return {

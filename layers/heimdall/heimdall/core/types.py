@@ -114,7 +114,7 @@ def named_for_format(filename: str, file_format: str | None) -> str:
 
 @dataclass(frozen=True)
 class AudioInput:
-    """The uploaded audio: a seekable file (spooled to disk past 1 MB), never a bytes copy."""
+    """The uploaded audio: a seekable file (in memory, or on /tmp past the process's budget), never a bytes copy."""
 
     file: IO[bytes]
     filename: str

@@ -10,6 +10,7 @@ Answers are read by Heimdall, bounded in size and time, and only through typed m
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import random
@@ -320,10 +321,10 @@ class Upstream:
 
 
 class StreamedBody:
-    """A request body of known length — ``head``, the audio read from its file in 1 MiB blocks,
-    ``tail`` — sent with ``Content-Length`` as it is iterated. Unlike a buffering multipart
-    encoder it copies no byte through a buffer of its own, and never asks the file for ``fileno()``
-    (which moves a small spooled upload from memory to disk)."""
+    """A request body of known length — ``head``, the audio, ``tail`` — sent with ``Content-Length``
+    as it is iterated. Audio held in memory is sent from its own buffer; audio in a file is read in
+    1 MiB blocks. Unlike a buffering multipart encoder it copies no byte through a buffer of its
+    own, and never asks the file for ``fileno()`` (which moves a spooled file from memory to disk)."""
 
     def __init__(self, audio: AudioInput, content_type: str, head: bytes = b"", tail: bytes = b"") -> None:
         self.audio = audio
@@ -338,6 +339,9 @@ class StreamedBody:
         source = self.audio.rewind()
         if self.audio.size <= _SEND_BLOCK:  # one send instead of three, for a copy of at most one block
             yield self.head + source.read() + self.tail
+            return
+        if isinstance(source, io.BytesIO):
+            yield from (part for part in (self.head, source.getvalue(), self.tail) if part)  # getvalue(): no copy
             return
         if self.head:
             yield self.head
