@@ -211,7 +211,8 @@ def _peak_added(call: Callable[[], Any]) -> int:
 
 def memory() -> dict[str, Any]:
     """Peak Python memory one 4 MB upload adds through the Lambda handler (v2 event, base64 body) and
-    through the ASGI app directly, with a provider that streams the audio out (the engine excluded)."""
+    through the ASGI app as a ``make run`` server builds it (the upload held in memory within its
+    budget), with a provider that streams the audio out (the engine excluded)."""
     sys.path.insert(0, str(ROOT))
     from heimdall.api.app import create_app
     from heimdall.config import GatewayConfig
@@ -221,19 +222,31 @@ def memory() -> dict[str, Any]:
 
     audio = _wav(131)  # 4.19 MB
     body = multipart.body(multipart.field("model", "whisper-1"), multipart.file_part(audio))
-    app = create_app(GatewayConfig())
-    app.state.router = Router(GatewayConfig(), {"local": _NullProvider()})  # type: ignore[dict-item]
+
+    def gateway(function_name: str | None) -> Any:
+        """The app as a Lambda instance (``function_name``) or a ``make run`` server builds it."""
+        saved = os.environ.pop("AWS_LAMBDA_FUNCTION_NAME", None)
+        if function_name:
+            os.environ["AWS_LAMBDA_FUNCTION_NAME"] = function_name
+        try:
+            app = create_app(GatewayConfig())
+        finally:
+            os.environ.pop("AWS_LAMBDA_FUNCTION_NAME", None)
+            if saved is not None:
+                os.environ["AWS_LAMBDA_FUNCTION_NAME"] = saved
+        app.state.router = Router(GatewayConfig(), {"local": _NullProvider()})  # type: ignore[dict-item]
+        return app
 
     from heimdall.api.lambda_adapter import lambda_handler
 
-    handler = lambda_handler(app)
+    handler = lambda_handler(gateway("heimdall-api"))
     event = http_v2_event("POST", "/v1/audio/transcriptions", body=body, content_type=multipart.CONTENT_TYPE)
     handler(event, LambdaContext())  # warm: imports, route compilation
     lambda_peak = _peak_added(lambda: handler(event, LambdaContext()))
 
     from fastapi.testclient import TestClient
 
-    client = TestClient(app)
+    client = TestClient(gateway(None))
     headers = {"content-type": multipart.CONTENT_TYPE}
     client.post("/v1/audio/transcriptions", content=body, headers=headers)
     asgi_peak = _peak_added(lambda: client.post("/v1/audio/transcriptions", content=body, headers=headers))
