@@ -25,6 +25,9 @@ NOT_AT_START = [
     "heimdall.governance.dynamodb_store",  # only when gateway keys are configured
     "heimdall.governance.cache",  # only with the semantic_cache plugin
     "heimdall.api.schemas",  # the OpenAPI component schemas: on the first /openapi.json
+    "heimdall.jobs",  # jobs: with the first POST /v1/uploads or job status
+    "heimdall.governance.jobs",
+    "heimdall.job_table",  # and the job table only where HEIMDALL_JOB_TABLE names one
 ]
 
 

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from heimdall.aws_clients import LazyClient
 
@@ -50,8 +50,7 @@ def sequence(sequencer: str) -> str:
     return sequencer.upper().ljust(64, "0")
 
 
-@dataclass(frozen=True)
-class ObjectVersion:
+class ObjectVersion(NamedTuple):
     """The uploaded object a job transcribes, as its S3 event names it."""
 
     key: str

@@ -28,8 +28,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import unquote_plus
 
 from heimdall.audio import check_audio
@@ -38,7 +37,8 @@ from heimdall.core.errors import HeimdallError, InvalidRequest
 from heimdall.core.formats import PLAIN_TEXT_FORMATS, render_plain
 from heimdall.core.parameters import build_request, safe_filename
 from heimdall.core.types import AudioInput, ResponseFormat, Transcript, TranscriptionRequest
-from heimdall.governance.jobs import UPLOAD_ROUTE, JobAccounting
+from heimdall.governance.jobs import JobAccounting
+from heimdall.governance.store import UPLOAD_ROUTE
 from heimdall.job_table import JobTable, ObjectVersion, view
 from heimdall.observability import logger
 from heimdall.routing import Router, Target, TargetGate, deadline_for
@@ -93,8 +93,7 @@ def job_request(config: GatewayConfig, router: Router, item: dict[str, Any]) -> 
     return build_request([(str(k), str(v)) for k, v in job_fields(config, router, item)], path_model=None)
 
 
-@dataclass(frozen=True)
-class FannedOut:
+class FannedOut(NamedTuple):
     """The run cut the audio into pieces for the piece function and handed the job over to them
     (heimdall.fanout); ``item`` is the job as it left it."""
 

@@ -12,8 +12,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from heimdall.config import PROVIDER_NAMES, GatewayConfig, NetworkConfig
 from heimdall.core.errors import (
@@ -33,8 +32,7 @@ from heimdall.providers.upstream import Call
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(NamedTuple):
     provider: str
     model: str
 
@@ -42,8 +40,7 @@ class Target:
         return f"{self.provider}/{self.model}"
 
 
-@dataclass(frozen=True)
-class Attempt:
+class Attempt(NamedTuple):
     provider: str
     model: str
     status: int
@@ -58,21 +55,19 @@ class Attempt:
         }
 
 
-@dataclass
-class RoutedStream:
+class RoutedStream(NamedTuple):
     first: StreamEvent
     rest: Iterator[StreamEvent]
     target: Target
     fallback_index: int
-    attempts: list[Attempt] = field(default_factory=list)
+    attempts: list[Attempt]
 
 
-@dataclass
-class RoutedTranscript:
+class RoutedTranscript(NamedTuple):
     transcript: Transcript
     target: Target
     fallback_index: int
-    attempts: list[Attempt] = field(default_factory=list)
+    attempts: list[Attempt]
 
 
 class TargetGate(Protocol):

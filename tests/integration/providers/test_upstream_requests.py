@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-from dataclasses import replace
 from urllib.parse import parse_qsl, quote
 
 import pytest
@@ -61,7 +60,7 @@ def _send(
 ) -> Recorded | None:
     fake.clear()
     with contextlib.suppress(HeimdallError):  # the fake may refuse what it does not know: what was sent counts
-        provider.transcribe(model, replace(request, model=model), audio, Call(timeout=10))
+        provider.transcribe(model, request._replace(model=model), audio, Call(timeout=10))
     assert len(fake) <= 1
     return fake[0] if fake else None
 
@@ -117,8 +116,8 @@ def test_no_language_prompt_filename_or_content_type_changes_the_request(
     assert baseline is not None
     for text in HOSTILE_TEXT:
         variants = [
-            (replace(request, language=text), audio),
-            (replace(request, prompt=text) if request.prompt else request, audio),
+            (request._replace(language=text), audio),
+            (request._replace(prompt=text) if request.prompt else request, audio),
             (request, AudioInput(io.BytesIO(AUDIO), text, "audio/wav", len(AUDIO))),
             (request, AudioInput(io.BytesIO(AUDIO), "hello.wav", "audio/wav" + text, len(AUDIO))),
         ]

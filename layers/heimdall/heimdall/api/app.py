@@ -25,8 +25,7 @@ from heimdall.api.usage import add_usage_route
 from heimdall.config import GatewayConfig, load_config
 from heimdall.core.errors import HeimdallError, InvalidRequest, error_for_status
 from heimdall.governance.governor import build_governor
-from heimdall.governance.jobs import UPLOAD_ROUTE
-from heimdall.job_table import JobTable
+from heimdall.governance.store import UPLOAD_ROUTE
 from heimdall.providers.registry import build_providers
 from heimdall.routing import Router
 from heimdall.storage import AudioBucket
@@ -66,7 +65,11 @@ def create_app(
         clock=clock,
     )
     table_name = os.environ.get("HEIMDALL_JOB_TABLE")
-    app.state.job_table = JobTable(table_name) if table_name else None
+    app.state.job_table = None
+    if table_name:  # a deployment with jobs: the module is imported only there
+        from heimdall.job_table import JobTable
+
+        app.state.job_table = JobTable(table_name)
 
     @app.exception_handler(HeimdallError)
     async def _heimdall_error(request: Request, exc: HeimdallError) -> JSONResponse:

@@ -11,7 +11,7 @@ import fnmatch
 import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from starlette.requests import Request
 
@@ -22,8 +22,7 @@ from heimdall.core.errors import Forbidden, Unauthorized
 KEY_HEADERS = ("api-key", "x-bf-vk", "x-api-key")
 
 
-@dataclass(frozen=True)
-class GatewayKey:
+class GatewayKey(NamedTuple):
     id: str
     digest: bytes
     allowed_models: tuple[str, ...]

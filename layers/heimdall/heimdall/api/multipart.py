@@ -11,8 +11,7 @@ from __future__ import annotations
 import io
 import tempfile
 import threading
-from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, NamedTuple
 
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
@@ -56,40 +55,43 @@ class UploadMemory:
             self.held -= size
 
 
-@dataclass(frozen=True)
-class FormLimits:
+class FormLimits(NamedTuple):
     memory: UploadMemory
     max_body_bytes: int = 25 * 1024 * 1024
     max_fields: int = 64
     max_field_bytes: int = 64 * 1024
 
 
-@dataclass
 class UploadedForm:
-    fields: list[tuple[str, str]] = field(default_factory=list)
-    audio: AudioInput | None = None
-    #: What the audio holds of the process's UploadMemory, given back once when the form is closed.
-    memory: UploadMemory | None = None
-    held: int = 0
+    """The form's fields in order, and its audio."""
+
+    def __init__(self, memory: UploadMemory) -> None:
+        self.fields: list[tuple[str, str]] = []
+        self.audio: AudioInput | None = None
+        self.memory = memory
+        #: What the audio holds of ``memory``, given back once when the form is closed.
+        self.held = 0
 
     def close(self) -> None:
         if self.audio is not None:
             self.audio.file.close()
-        if self.memory is not None and self.held:
+        if self.held:
             self.memory.give(self.held)
             self.held = 0
 
 
-@dataclass
 class _Part:
-    name: str | None = None
-    filename: str | None = None
-    content_type: str = "application/octet-stream"
-    data: bytearray = field(default_factory=bytearray)
-    file: IO[bytes] | None = None
-    size: int = 0
-    #: Bytes of the file held in memory, taken from the UploadMemory (0 once it is on disk).
-    held: int = 0
+    """The part being read: a field's bytes, or the file's."""
+
+    def __init__(self) -> None:
+        self.name: str | None = None
+        self.filename: str | None = None
+        self.content_type = "application/octet-stream"
+        self.data = bytearray()
+        self.file: IO[bytes] | None = None
+        self.size = 0
+        #: Bytes of the file held in memory, taken from the UploadMemory (0 once it is on disk).
+        self.held = 0
 
 
 class _FormBuilder:
@@ -97,7 +99,7 @@ class _FormBuilder:
 
     def __init__(self, limits: FormLimits) -> None:
         self.limits = limits
-        self.form = UploadedForm(memory=limits.memory)
+        self.form = UploadedForm(limits.memory)
         self.part = _Part()
         self.header_field = bytearray()
         self.header_value = bytearray()

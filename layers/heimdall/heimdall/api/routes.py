@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
@@ -47,8 +46,7 @@ class AnyText(PathConvertor):
 register_url_convertor("any_text", AnyText())
 
 
-@dataclass(frozen=True)
-class TranscriptionRoute:
+class TranscriptionRoute(NamedTuple):
     path: str
     operation_id: str
     summary: str

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -25,10 +25,10 @@ from heimdall.core.errors import InvalidRequest, NotFound, UnsupportedMediaType
 from heimdall.core.formats import PLAIN_TEXT_FORMATS, extra_fields, render_document, render_plain
 from heimdall.core.parameters import bounded_json, build_request, safe_filename
 from heimdall.core.types import ResponseFormat, Transcript, TranscriptionRequest, named_for_format
-from heimdall.governance.jobs import JobAccounting, claim_to_item
-from heimdall.job_table import JobTable, view
-from heimdall.jobs import MAX_EVENT_AGE_SECONDS, new_job_id
 from heimdall.storage import INCOMING, AudioBucket
+
+if TYPE_CHECKING:
+    from heimdall.job_table import JobTable
 
 UPLOAD_URL_SECONDS = 900
 _MAX_BODY = 64 * 1024
@@ -72,6 +72,10 @@ def _jobs(request: Request) -> tuple[AudioBucket, JobTable]:
 
 
 async def create_upload(request: Request) -> JSONResponse:
+    # The jobs modules load with the first upload, not with every cold start of the API function.
+    from heimdall.governance.jobs import JobAccounting, claim_to_item
+    from heimdall.jobs import new_job_id
+
     log = request_log(request.scope)
     gatekeeper: Gatekeeper = request.app.state.gatekeeper
     key = authenticate(request)
@@ -141,6 +145,9 @@ async def create_upload(request: Request) -> JSONResponse:
 
 
 async def get_job(request: Request) -> Response:
+    from heimdall.job_table import view
+    from heimdall.jobs import MAX_EVENT_AGE_SECONDS
+
     job_id: str = request.path_params["job_id"]
     key = authenticate(request)
     bucket, table = _jobs(request)

@@ -7,9 +7,9 @@ verbose_json); optional fields stay ``None`` rather than being filled with inven
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import IO, Literal
+from typing import IO, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
@@ -136,8 +136,7 @@ class AudioInput:
         return replace(self, filename=named_for_format(self.filename, file_format), content_type=content_type)
 
 
-@dataclass(frozen=True)
-class TranscriptionRequest:
+class TranscriptionRequest(NamedTuple):
     """A validated transcription request, independent of the route it came through."""
 
     model: str
@@ -145,7 +144,7 @@ class TranscriptionRequest:
     language: str | None = None
     prompt: str | None = None
     temperature: float | None = None
-    timestamp_granularities: frozenset[TimestampGranularity] = field(default_factory=frozenset)
+    timestamp_granularities: frozenset[TimestampGranularity] = frozenset()
     stream: bool = False
     fallbacks: tuple[str, ...] = ()
     include: tuple[str, ...] = ()
@@ -158,16 +157,14 @@ class TranscriptionRequest:
         return TimestampGranularity.WORD in self.timestamp_granularities
 
 
-@dataclass(frozen=True)
-class TextDelta:
+class TextDelta(NamedTuple):
     """A piece of transcript text, as a stream produces it."""
 
     delta: str
     logprobs: list[Logprob] | None = None
 
 
-@dataclass(frozen=True)
-class TextDone:
+class TextDone(NamedTuple):
     """The end of a stream: the whole text (the deltas joined) and the usage."""
 
     text: str

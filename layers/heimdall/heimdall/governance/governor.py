@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from heimdall.core.errors import HeimdallError
 from heimdall.core.types import AudioInput, Transcript, TranscriptionRequest
-from heimdall.governance.jobs import UPLOAD_ROUTE
 from heimdall.governance.limits import Clock, Limits
 from heimdall.governance.pricing import PriceTable
-from heimdall.governance.store import Claim, GovernanceStore, UsageRecord
+from heimdall.governance.store import UPLOAD_ROUTE, Claim, GovernanceStore, UsageRecord
 from heimdall.observability import logger
 from heimdall.routing import RoutedStream, RoutedTranscript, Router, Target
 
@@ -32,18 +30,17 @@ if TYPE_CHECKING:
 R = TypeVar("R")
 
 
-@dataclass
 class Ticket:
     """One admitted request: what it reserved, and what the cache said."""
 
-    key_id: str | None
-    request: TranscriptionRequest
-    seconds: float | None
-    log: dict[str, Any]
-    claims: list[Claim] = field(default_factory=list)
-    lookup: Lookup | None = None
-    hit: Hit | None = None
-    settled: bool = False
+    def __init__(
+        self, key_id: str | None, request: TranscriptionRequest, seconds: float | None, log: dict[str, Any]
+    ) -> None:
+        self.key_id, self.request, self.seconds, self.log = key_id, request, seconds, log
+        self.claims: list[Claim] = []
+        self.lookup: Lookup | None = None
+        self.hit: Hit | None = None
+        self.settled = False
 
 
 class ProviderGate:
@@ -232,7 +229,7 @@ def _from_cache(hit: Hit, request: TranscriptionRequest) -> RoutedTranscript:
     transcript = hit.transcript
     if "logprobs" not in request.include and transcript.logprobs is not None:
         transcript = transcript.model_copy(update={"logprobs": None})
-    return RoutedTranscript(transcript, Target(hit.provider, hit.model), 0)
+    return RoutedTranscript(transcript, Target(hit.provider, hit.model), 0, [])
 
 
 def _text(value: Any) -> str | None:

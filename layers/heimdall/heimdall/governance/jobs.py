@@ -25,11 +25,10 @@ failed job.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from heimdall.governance.store import Claim, UsageRecord
+from heimdall.governance.store import UPLOAD_ROUTE, Claim, UsageRecord
 from heimdall.governance.windows import Window
 from heimdall.observability import logger
 from heimdall.routing import Target
@@ -39,9 +38,6 @@ if TYPE_CHECKING:
     from heimdall.governance.governor import Governor
     from heimdall.governance.limits import Limits
     from heimdall.job_table import JobTable
-
-#: The route a job's usage record names: the request that created it.
-UPLOAD_ROUTE = "/v1/uploads"
 
 
 def claim_to_item(claim: Claim) -> dict[str, Any]:
@@ -194,7 +190,7 @@ class SpentProviders:
         if not scope:
             return None
         claims = scope.claims(self.limits.clock(), seconds=0.0, dollars=0.0)
-        refusal = self.limits.reserve([replace(claim, amount=0.0) for claim in claims])
+        refusal = self.limits.reserve([claim.by(0.0) for claim in claims])
         if refusal is not None:
             refusal.provider = target.provider
         return refusal

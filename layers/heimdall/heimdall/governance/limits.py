@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from heimdall.core.errors import EngineUnavailable, RateLimited
 from heimdall.governance.schema import Budget, RateLimit
@@ -28,8 +27,7 @@ if TYPE_CHECKING:
 Clock = Callable[[], float]
 
 
-@dataclass(frozen=True)
-class Scope:
+class Scope(NamedTuple):
     """The limits one scope answers to: a key, or a key while it uses one provider."""
 
     rate_limits: tuple[RateLimit, ...] = ()

@@ -25,7 +25,7 @@ CREATE TABLE IF NOT EXISTS usage (
     expires REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS usage_by_time ON usage (ts);
 """
-_FIELDS = tuple(UsageRecord.__dataclass_fields__)
+_FIELDS = UsageRecord._fields
 _SWEEP_EVERY = 500  # usage writes between removals of expired rows
 
 

@@ -9,8 +9,7 @@ needs a lock of Heimdall's own.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from heimdall.governance.windows import Window
 
@@ -20,8 +19,11 @@ _UNITS = {"requests": "requests", "audio_seconds": "seconds of audio", "dollars"
 SCALE = {"requests": 1, "audio_seconds": 1000, "dollars": 1_000_000_000}
 
 
-@dataclass(frozen=True)
-class Claim:
+#: The route a job's usage record names: the request that created it (``POST /v1/uploads``).
+UPLOAD_ROUTE = "/v1/uploads"
+
+
+class Claim(NamedTuple):
     """``amount`` of one limit's counter in ``window``, allowed while it stays within ``limit``."""
 
     kind: str  # "rate_limit" or "budget"
@@ -54,14 +56,13 @@ class Claim:
         return round(self.limit * SCALE[self.metric])
 
     def undo(self) -> Claim:
-        return replace(self, amount=-self.amount)
+        return self._replace(amount=-self.amount)
 
     def by(self, amount: float) -> Claim:
-        return replace(self, amount=amount)
+        return self._replace(amount=amount)
 
 
-@dataclass(frozen=True)
-class UsageRecord:
+class UsageRecord(NamedTuple):
     ts: float
     event_id: str
     key_id: str | None  # None: a job of a file an operator dropped into the bucket
@@ -77,7 +78,7 @@ class UsageRecord:
     cache_hit: bool
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return self._asdict()
 
 
 class GovernanceStore(Protocol):

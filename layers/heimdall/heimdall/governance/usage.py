@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from heimdall.governance.store import UsageRecord
@@ -11,13 +10,15 @@ from heimdall.governance.store import UsageRecord
 GROUPS = {"key": "key_id", "provider": "provider", "model": "model"}
 
 
-@dataclass
 class Totals:
-    requests: int = 0
-    errors: int = 0
-    cache_hits: int = 0
-    audio_seconds: float = 0.0
-    cost: float = 0.0
+    """One group's sums, record by record."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.errors = 0
+        self.cache_hits = 0
+        self.audio_seconds = 0.0
+        self.cost = 0.0
 
     def add(self, record: UsageRecord) -> None:
         self.requests += 1

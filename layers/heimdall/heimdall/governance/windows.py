@@ -10,8 +10,8 @@ Monday, months/quarters/years on the 1st — what Bifrost calls ``calendar_align
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 DURATION = re.compile(r"^([1-9][0-9]{0,5})(s|m|h|d|w|M|Q|Y)$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -19,8 +19,7 @@ _MONTHS = {"M": 1, "Q": 3, "Y": 12}
 _MONDAY = 4 * 86400  # 1970-01-05 00:00 UTC, the first Monday after the epoch
 
 
-@dataclass(frozen=True)
-class Window:
+class Window(NamedTuple):
     start: float
     end: float
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from heimdall.core.types import (
     AudioInput,
@@ -20,8 +19,7 @@ from heimdall.providers.upstream import Call
 ALL_FORMATS = frozenset(ResponseFormat)
 
 
-@dataclass(frozen=True)
-class Capabilities:
+class Capabilities(NamedTuple):
     """What one model can serve, so the router refuses or falls back before any upstream call."""
 
     formats: frozenset[ResponseFormat] = ALL_FORMATS

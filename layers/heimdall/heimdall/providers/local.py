@@ -13,9 +13,8 @@ import importlib.util
 import math
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from heimdall.core.errors import EngineUnavailable, InvalidRequest
 from heimdall.core.languages import language_name
@@ -42,8 +41,7 @@ MAX_FILE_BYTES = 25 * 1024 * 1024
 HELD_SECONDS = 120
 
 
-@dataclass(frozen=True)
-class LocalEngineOptions:
+class LocalEngineOptions(NamedTuple):
     cpu_threads: int = 2
     compute_type: str = "int8"
     vad_filter: bool = True

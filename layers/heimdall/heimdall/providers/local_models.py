@@ -23,9 +23,9 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import NamedTuple
 
 from heimdall.core.languages import LANGUAGE_NAMES
 
@@ -34,8 +34,7 @@ class WeightsMissing(Exception):
     """The package carrying a model's weights is not installed (or its files are damaged)."""
 
 
-@dataclass(frozen=True)
-class LocalModel:
+class LocalModel(NamedTuple):
     id: str
     languages: frozenset[str] | None  # None: every language Whisper knows, detected when not named
     word_timestamps: bool

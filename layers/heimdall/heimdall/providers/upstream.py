@@ -20,8 +20,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from urllib.parse import quote, urlencode
 
 from pydantic_core import from_json
@@ -56,8 +55,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _EVENT_BLOCK = 512  # small reads: an event goes on as soon as it arrives
 
 
-@dataclass(frozen=True)
-class Call:
+class Call(NamedTuple):
     """Per-attempt facts the router hands a provider: how long it may take."""
 
     timeout: float
