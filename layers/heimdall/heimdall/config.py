@@ -5,14 +5,15 @@ Found through ``HEIMDALL_CONFIG``: a file path, ``ssm:/param/name`` or ``secrets
 variable. Errors name the JSON path of the bad entry and never echo a value.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` here: pydantic compiles and evaluates every string
+# annotation of a model when it builds it, at every cold start (docs/performance.md, "Cold start").
 
 import json
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import (
     AfterValidator,
@@ -155,7 +156,7 @@ class Governance(_Strict):
     usage_retention_days: int = Field(default=90, ge=1, le=3660)
 
     @model_validator(mode="after")
-    def _references_exist(self) -> Governance:
+    def _references_exist(self) -> Self:
         limits = {r.id for r in self.rate_limits}
         keys = {k.id for k in self.virtual_keys}
         budgets = {b.id for b in self.budgets}
@@ -207,7 +208,7 @@ class GatewayConfig(_Strict):
         return plugins
 
     @model_validator(mode="after")
-    def _auth_has_keys(self) -> GatewayConfig:
+    def _auth_has_keys(self) -> Self:
         if self.client_config.enforce_auth_on_inference and not self.governance.virtual_keys:
             raise ValueError("client_config.enforce_auth_on_inference needs governance.virtual_keys")
         ids = [k.id for k in self.governance.virtual_keys]

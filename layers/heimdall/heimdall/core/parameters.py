@@ -7,11 +7,12 @@ Field names and enums come from Bifrost's "Create transcription" page (which fol
 List fields arrive as repeated ``name[]`` parts (what the openai SDK sends) or as plain ``name``.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` here: pydantic compiles and evaluates every string
+# annotation of a model when it builds it, at every cold start (docs/performance.md, "Cold start").
 
 import re
 import unicodedata
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import from_json
@@ -128,7 +129,7 @@ class TranscriptionForm(BaseModel):
             raise ValueError(f"'{where}': {first['msg']}" if where else first["msg"]) from None
 
     @model_validator(mode="after")
-    def _words_need_verbose_json(self) -> TranscriptionForm:
+    def _words_need_verbose_json(self) -> Self:
         if (
             TimestampGranularity.WORD in self.timestamp_granularities
             and self.response_format is not ResponseFormat.VERBOSE_JSON

@@ -4,12 +4,13 @@ Field names follow the reference (Bifrost's "Create transcription" page, which m
 verbose_json); optional fields stay ``None`` rather than being filled with invented values.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` here: pydantic compiles and evaluates every string
+# annotation of a model when it builds it, at every cold start (docs/performance.md, "Cold start").
 
 import re
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import IO, Literal, NamedTuple
+from typing import IO, Literal, NamedTuple, Self
 
 from pydantic import BaseModel, ConfigDict
 
@@ -128,7 +129,7 @@ class AudioInput:
         self.file.seek(0)
         return self.file
 
-    def with_format(self, file_format: str | None) -> AudioInput:
+    def with_format(self, file_format: str | None) -> Self:
         """Bifrost's ``file_format``: names the format where the filename and content type do not."""
         if file_format is None:
             return self

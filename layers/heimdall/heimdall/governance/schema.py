@@ -10,9 +10,10 @@ For audio, a rate limit's ``token_*`` fields count seconds of audio: Bifrost cou
 tokens, and the unit a transcription is metered in is the second (OpenAI's ``usage.seconds``).
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` here: pydantic compiles and evaluates every string
+# annotation of a model when it builds it, at every cold start (docs/performance.md, "Cold start").
 
-from typing import Any
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -40,7 +41,7 @@ class RateLimit(_Model):
     _check_durations = field_validator("request_reset_duration", "token_reset_duration")(_duration)
 
     @model_validator(mode="after")
-    def _pairs(self) -> RateLimit:
+    def _pairs(self) -> Self:
         for metric in ("request", "token"):
             limit, reset = getattr(self, f"{metric}_max_limit"), getattr(self, f"{metric}_reset_duration")
             if (limit is None) != (reset is None):
@@ -62,7 +63,7 @@ class Budget(_Model):
     _check_duration = field_validator("reset_duration")(_duration)
 
     @model_validator(mode="after")
-    def _one_owner(self) -> Budget:
+    def _one_owner(self) -> Self:
         if self.virtual_key_id is not None and self.provider_config_id is not None:
             raise ValueError("a budget has one owner: virtual_key_id or provider_config_id")
         return self
@@ -87,7 +88,7 @@ class SemanticCache(_Model):
     disable_identity_scoping: bool = False
 
     @model_validator(mode="after")
-    def _direct_only(self) -> SemanticCache:
+    def _direct_only(self) -> Self:
         if self.provider or self.dimension != 1:
             raise ValueError("only direct mode is supported for audio: dimension 1 and no embedding provider")
         ttl_seconds(self.ttl)
