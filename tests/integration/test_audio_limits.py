@@ -35,6 +35,9 @@ MAKERS: dict[str, Callable[[float, float | None], tuple[bytes, str]]] = {
     "mp3": lambda s, c: (bombs.mp3_silence(s, claim=c), "a.mp3"),
     "m4a": lambda s, c: (bombs.aac_silence(s), "a.m4a"),
     "mka-flac, every timestamp 0": lambda s, c: (bombs.flac_in_matroska(s), "a.mka"),
+    # the first data chunk claims 1 s, a second holds the rest
+    "wav": lambda s, c: (bombs.wav_silence(s, claim=c), "a.wav"),
+    "wav, its data chunk's length 0": lambda s, c: (bombs.wav_silence(s, claim=0), "a.wav"),
 }
 
 

@@ -192,3 +192,21 @@ def mp3_silence(seconds: float, *, claim: float | None = None) -> bytes:
 def aac_silence(seconds: float) -> bytes:
     """8 kHz AAC in MP4 (M4A), as an encoder writes it."""
     return _encoded("aac", "mp4", 8_000, seconds)
+
+
+def wav_silence(seconds: float, *, rate: int = 4_000, claim: float | None = None) -> bytes:
+    """16-bit mono PCM WAV of silence. With ``claim``, the first data chunk holds that many seconds
+    and a second data chunk the rest (FFmpeg plays both); ``claim=0`` writes one data chunk whose
+    length field is 0 (FFmpeg reads it to the end of the file)."""
+    pcm = bytes(2 * round(seconds * rate))
+    fmt = b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16)
+    if claim is None:
+        chunks = b"data" + struct.pack("<I", len(pcm)) + pcm
+    elif claim == 0:
+        chunks = b"data" + struct.pack("<I", 0) + pcm
+    else:
+        first = 2 * round(claim * rate)
+        chunks = (b"data" + struct.pack("<I", first) + pcm[:first]
+                  + b"data" + struct.pack("<I", len(pcm) - first) + pcm[first:])  # fmt: skip
+    body = b"WAVE" + fmt + chunks
+    return b"RIFF" + struct.pack("<I", len(body)) + body

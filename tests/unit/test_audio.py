@@ -27,8 +27,22 @@ def audio(data: bytes) -> AudioInput:
         bombs.opus_silence(300, container="webm", claim=1),
         bombs.mp3_silence(300, claim=1),
         bombs.aac_silence(300),
+        bombs.wav_silence(300),
+        bombs.wav_silence(300, claim=1),
+        bombs.wav_silence(300, claim=0),
     ],
-    ids=["flac", "flac 44.1 kHz", "mka-flac", "ogg-opus", "webm-opus", "mp3", "m4a"],
+    ids=[
+        "flac",
+        "flac 44.1 kHz",
+        "mka-flac",
+        "ogg-opus",
+        "webm-opus",
+        "mp3",
+        "m4a",
+        "wav",
+        "wav, two data chunks",
+        "wav, data length 0",
+    ],
 )
 def test_the_count_is_the_decoded_duration_whatever_the_header_claims(data: bytes) -> None:
     decoded = sum(len(pcm) for pcm in decode_pcm(audio(data), 3600)) / RATE

@@ -29,6 +29,8 @@ RATE = 16_000  # what the pieces and the local engine take
 #: Below this a "sample rate" is a trick, not audio: hours of playback from a few samples.
 MIN_SAMPLE_RATE = 4_000
 _PCM_WAV_FORMATS = {1, 3}  # integer and float PCM; 0xFFFE (extensible) names its own subformat
+#: A WAV file has a handful of chunks; a file of thousands of tiny ones is left to PyAV's demuxer (C).
+_MAX_WAV_CHUNKS = 64
 
 
 def too_long(max_seconds: float) -> PayloadTooLarge:
@@ -52,16 +54,20 @@ def _rate_too_low(rate: int) -> InvalidRequest:
 
 
 def _pcm_wav_seconds(file: IO[bytes], size: int) -> float | None:
-    """Plain PCM WAV: the data chunk's bytes that are really there, over the sample frame rate.
-    None when the file is WAV but not plain PCM (ADPCM, GSM, µ-law…): those are counted by PyAV."""
+    """Plain PCM WAV with one data chunk: the bytes of it that are really there, over the sample frame
+    rate. None — PyAV's demuxer counts, reading the file as a provider's FFmpeg does — for anything
+    else: not plain PCM (ADPCM, GSM, µ-law…); a data chunk whose length field is 0, which FFmpeg reads
+    to the end of the file; a second data chunk, which FFmpeg plays after the first; more chunks than
+    a WAV file has."""
     file.seek(12)
     rate = align = None
-    while True:
+    seconds: float | None = None
+    for _ in range(_MAX_WAV_CHUNKS):
         header = file.read(8)
         if len(header) < 8:
-            return None
+            return seconds
         chunk, length = header[:4], struct.unpack("<I", header[4:])[0]
-        if chunk == b"fmt ":
+        if chunk == b"fmt " and rate is None:
             fmt = file.read(length)
             if len(fmt) < 16 or struct.unpack("<H", fmt[:2])[0] not in _PCM_WAV_FORMATS:
                 return None
@@ -71,12 +77,12 @@ def _pcm_wav_seconds(file: IO[bytes], size: int) -> float | None:
             file.seek(length % 2, 1)
             continue
         if chunk == b"data":
-            if rate is None or align is None:
+            if rate is None or align is None or length == 0 or seconds is not None:
                 return None
             held = min(length, size - file.tell())  # a header may claim more (or all of 4 GB)
-            seconds: float = held / align / rate
-            return seconds
-        file.seek(length + (length % 2), 1)
+            seconds = held / align / rate
+        file.seek(length + (length % 2), 1)  # past the end when the data chunk claims more than is there
+    return None
 
 
 def _opus_samples(packet: bytes) -> int:
