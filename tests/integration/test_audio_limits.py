@@ -38,6 +38,8 @@ MAKERS: dict[str, Callable[[float, float | None], tuple[bytes, str]]] = {
     # the first data chunk claims 1 s, a second holds the rest
     "wav": lambda s, c: (bombs.wav_silence(s, claim=c), "a.wav"),
     "wav, its data chunk's length 0": lambda s, c: (bombs.wav_silence(s, claim=0), "a.wav"),
+    # a second, stereo audio stream: what FFmpeg picks by default
+    "mka, a 1 s stream before the long one": lambda s, c: (bombs.two_audio_streams(1, s), "a.mka"),
 }
 
 

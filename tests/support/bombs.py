@@ -210,3 +210,23 @@ def wav_silence(seconds: float, *, rate: int = 4_000, claim: float | None = None
                   + b"data" + struct.pack("<I", len(pcm) - first) + pcm[first:])  # fmt: skip
     body = b"WAVE" + fmt + chunks
     return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def two_audio_streams(first: float, second: float, *, rate: int = 8_000) -> bytes:
+    """Matroska with two FLAC streams of silence: a mono one of ``first`` seconds, then a stereo one
+    of ``second`` seconds (FFmpeg's default pick: the stream with the most channels)."""
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="matroska") as out:
+        tracks = [(out.add_stream("flac", rate=rate, layout=layout), seconds, layout, channels)
+                  for seconds, layout, channels in ((first, "mono", 1), (second, "stereo", 2))]  # fmt: skip
+        for stream, seconds, layout, channels in tracks:
+            block, total = 4096, round(seconds * rate)
+            for start in range(0, total, block):
+                samples = min(block, total - start)
+                frame = av.AudioFrame.from_ndarray(np.zeros((1, samples * channels), np.int16), "s16", layout)
+                frame.sample_rate, frame.pts = rate, start
+                for packet in stream.encode(frame):
+                    out.mux(packet)
+            for packet in stream.encode(None):
+                out.mux(packet)
+    return buffer.getvalue()

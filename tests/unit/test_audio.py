@@ -51,6 +51,14 @@ def test_the_count_is_the_decoded_duration_whatever_the_header_claims(data: byte
     assert decoded == pytest.approx(300, abs=1)
 
 
+def test_every_audio_stream_is_counted_not_just_the_first() -> None:
+    """A provider's decoder picks its own stream (FFmpeg: the one with the most channels): the count
+    is the longest, so a one-second first stream cannot vouch for five minutes in a second one."""
+    assert check_audio(audio(bombs.two_audio_streams(1, 300)), 3600) == pytest.approx(300, abs=1)
+    with pytest.raises(PayloadTooLarge):
+        check_audio(audio(bombs.two_audio_streams(1, 300)), 60)
+
+
 def test_decoding_stops_at_the_limit() -> None:
     """Ten hours behind a one-second header: decoding gives up after the limit's worth of samples."""
     produced = [0]

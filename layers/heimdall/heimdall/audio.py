@@ -147,30 +147,37 @@ def _bounded_frames(container: Any, max_seconds: float) -> Iterator[Any]:
 
 
 def _counted_seconds(audio: AudioInput, max_seconds: float) -> float:
-    """Add up each packet's length, demuxed but not decoded, or decode when the codec's framing
-    does not tell; stops once past ``max_seconds``."""
+    """The longest audio stream's length: each packet's, demuxed but not decoded, or decoded when the
+    codec's framing does not tell; stops as soon as one stream passes ``max_seconds``. Every audio
+    stream is counted, not just the first: a provider's decoder picks its own (FFmpeg's default is the
+    one with the most channels), so a short first stream must not vouch for a long second one."""
     import av
 
     try:
         with av.open(audio.rewind(), mode="r") as container:
-            stream = next(iter(container.streams.audio), None)
-            if stream is None:
+            streams = list(container.streams.audio)
+            if not streams:
                 raise InvalidRequest("The file has no audio stream.", param="file", code="invalid_audio")
-            length = _packet_seconds(stream.codec_context)
-            if length is None:
-                decoded: float = sum(
-                    frame.samples / frame.sample_rate for frame in _bounded_frames(container, max_seconds)
-                )
-                return decoded
-            seconds = 0.0
-            for packet in container.demux(stream):
-                seconds += length(packet)
-                if seconds > max_seconds:
+            lengths = {stream.index: _packet_seconds(stream.codec_context) for stream in streams}
+            seconds = dict.fromkeys(lengths, 0.0)
+            for packet in container.demux(*streams):
+                index = packet.stream.index
+                length = lengths[index]
+                if length is not None:
+                    seconds[index] += length(packet)
+                else:
+                    frames: list[Any] = packet.decode()  # audio frames: the packet is an audio stream's
+                    for frame in frames:
+                        if frame.sample_rate < MIN_SAMPLE_RATE:
+                            raise _rate_too_low(frame.sample_rate)
+                        seconds[index] += frame.samples / frame.sample_rate
+                if seconds[index] > max_seconds:
                     raise too_long(max_seconds)
-            rate = stream.codec_context.sample_rate or 0
-            if rate and rate < MIN_SAMPLE_RATE:
-                raise _rate_too_low(rate)
-            return seconds
+            for stream in streams:
+                rate = stream.codec_context.sample_rate or 0
+                if rate and rate < MIN_SAMPLE_RATE:
+                    raise _rate_too_low(rate)
+            return max(seconds.values())
     except (av.error.FFmpegError, ValueError, OverflowError, ZeroDivisionError):
         raise _undecodable(audio) from None
 
