@@ -53,13 +53,16 @@ def test_the_cache_is_off_unless_the_plugin_is_enabled() -> None:
         (governance(rate_limits=[{"id": "r", "request_max_limit": 5}]), "go together"),
         (governance(rate_limits=[{"id": "r"}]), "needs request_max_limit or token_max_limit"),
         (governance(rate_limits=[{"id": "r", "request_max_limit": 5, "request_reset_duration": "1Q"}]), "quarterly"),
+        (governance(rate_limits=[{"id": "r", "request_max_limit": 5, "request_reset_duration": "999999Y"}]),
+         "longer than 100 years"),
+        (governance(budgets=[{"id": "b", "max_limit": 1, "reset_duration": "99999Q"}]), "longer than 100 years"),
         (governance(pricing={"whisper-1": 0.006}), "provider/model"),
         ({"plugins": [{"name": "semantic_cache", "config": {"dimension": 1536, "provider": "openai"}}]},
          "only direct mode"),
         ({"plugins": [{"name": "semantic_cache", "config": {"dimension": 1, "ttl": "forever"}}]}, "reset duration"),
     ],
     ids=["rate-limit-ref", "budget-key-ref", "budget-provider-ref", "two-owners", "duration", "pair", "empty",
-         "quarter", "pricing", "semantic-mode", "ttl"],
+         "quarter", "a million years", "quarters past the year 9999", "pricing", "semantic-mode", "ttl"],
 )  # fmt: skip
 def test_a_bad_governance_entry_stops_start_up(document: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):

@@ -33,6 +33,13 @@ def test_window_contains_the_moment_and_is_aligned(duration: str, moment: str, s
     assert (window.start, window.end) == (at(start), at(end))
 
 
+@pytest.mark.parametrize("text", ["100Y", "400Q", "1200M", "5200w", "36500d", "876000h"])
+def test_the_longest_windows_are_computed(text: str) -> None:
+    """Up to a hundred years, every window has an end a date can hold (more is refused at start-up)."""
+    window = window_at(text, at("2026-12-31T23:59:59"))
+    assert window.start <= at("2026-12-31T23:59:59") < window.end
+
+
 def test_the_next_window_starts_where_the_last_ended() -> None:
     first = window_at("1h", at("2026-11-24T07:59:59"))
     assert window_at("1h", first.end).start == first.end

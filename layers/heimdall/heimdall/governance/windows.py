@@ -24,12 +24,20 @@ class Window(NamedTuple):
     end: float
 
 
+#: The longest window: a calendar window of more would end past the year 9999 Python's dates reach.
+MAX_YEARS = 100
+
+
 def parse_duration(text: str) -> tuple[int, str]:
-    """``"5m"`` → (5, "m"); ValueError for anything else."""
+    """``"5m"`` → (5, "m"); ValueError for anything else, or for more than MAX_YEARS."""
     match = DURATION.match(text)
     if match is None:
         raise ValueError(f"'{text[:20]}' is not a reset duration like 30s, 5m, 1h, 1d, 1w, 1M, 1Q or 1Y")
-    return int(match.group(1)), match.group(2)
+    count, unit = int(match.group(1)), match.group(2)
+    months = count * _MONTHS[unit] if unit in _MONTHS else count * _SECONDS[unit] / (365.25 / 12 * 86400)
+    if months > MAX_YEARS * 12:
+        raise ValueError(f"'{text}' is longer than {MAX_YEARS} years")
+    return count, unit
 
 
 def duration_seconds(text: str) -> float:
