@@ -56,13 +56,21 @@ def test_the_cache_is_off_unless_the_plugin_is_enabled() -> None:
         (governance(rate_limits=[{"id": "r", "request_max_limit": 5, "request_reset_duration": "999999Y"}]),
          "longer than 100 years"),
         (governance(budgets=[{"id": "b", "max_limit": 1, "reset_duration": "99999Q"}]), "longer than 100 years"),
+        (governance(rate_limits=[{"id": "r", "request_max_limit": 10**29, "request_reset_duration": "1h"}]),
+         "less than or equal to 1000000000000"),
+        (governance(rate_limits=[{"id": "r", "token_max_limit": 10**13, "token_reset_duration": "1h"}]),
+         "less than or equal to 1000000000000"),
+        (governance(budgets=[{"id": "b", "max_limit": 1e300, "reset_duration": "1M"}]),
+         "less than or equal to 1000000000"),
         (governance(pricing={"whisper-1": 0.006}), "provider/model"),
         ({"plugins": [{"name": "semantic_cache", "config": {"dimension": 1536, "provider": "openai"}}]},
          "only direct mode"),
         ({"plugins": [{"name": "semantic_cache", "config": {"dimension": 1, "ttl": "forever"}}]}, "reset duration"),
     ],
     ids=["rate-limit-ref", "budget-key-ref", "budget-provider-ref", "two-owners", "duration", "pair", "empty",
-         "quarter", "a million years", "quarters past the year 9999", "pricing", "semantic-mode", "ttl"],
+         "quarter", "a million years", "quarters past the year 9999",
+         "requests past an integer", "seconds past an integer", "dollars past an integer", "pricing",
+         "semantic-mode", "ttl"],
 )  # fmt: skip
 def test_a_bad_governance_entry_stops_start_up(document: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):

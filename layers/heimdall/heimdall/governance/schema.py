@@ -30,12 +30,18 @@ def _duration(value: str | None) -> str | None:
     return value
 
 
+#: The largest count a limit may set, and the largest budget in dollars: counters are kept in
+#: milliseconds of audio and nanodollars, which must stay exact integers in SQLite and DynamoDB.
+MAX_COUNT = 10**12
+MAX_DOLLARS = 10**9
+
+
 class RateLimit(_Model):
     id: str = Field(min_length=1, max_length=128)
-    request_max_limit: int | None = Field(default=None, ge=0)
+    request_max_limit: int | None = Field(default=None, ge=0, le=MAX_COUNT)
     request_reset_duration: str | None = None
     #: Audio seconds (Bifrost's tokens; see the module docstring).
-    token_max_limit: int | None = Field(default=None, ge=0)
+    token_max_limit: int | None = Field(default=None, ge=0, le=MAX_COUNT)
     token_reset_duration: str | None = None
 
     _check_durations = field_validator("request_reset_duration", "token_reset_duration")(_duration)
@@ -55,7 +61,7 @@ class RateLimit(_Model):
 
 class Budget(_Model):
     id: str = Field(min_length=1, max_length=128)
-    max_limit: float = Field(ge=0, allow_inf_nan=False)  # US dollars
+    max_limit: float = Field(ge=0, le=MAX_DOLLARS, allow_inf_nan=False)  # US dollars
     reset_duration: str
     virtual_key_id: str | None = None
     provider_config_id: int | str | None = None
