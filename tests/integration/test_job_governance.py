@@ -225,6 +225,41 @@ def test_a_key_past_its_audio_limit_is_refused_at_its_next_upload(
     assert refused.json()["error"]["code"] == "audio_seconds_limit_exceeded"
 
 
+def test_uploads_admitted_together_stop_transcribing_once_the_jobs_before_them_spent_the_budget(
+    governance_table: str, configure: Any, fakes: Upstreams
+) -> None:
+    """Three uploads admitted while the key's budget had room: the first job uses the budget up, and
+    the two after it are refused when they run (429, nothing sent upstream, not charged)."""
+    since = time.time()
+    one_job = HELLO_SECONDS * WHISPER_PER_MINUTE / 60
+    app = create_app(load_config(str(configure(budget=one_job / 2))))
+    handler = ingest()
+    with serve(app) as gateway:
+        keys = [upload_file(upload(gateway)) for _ in range(3)]
+        jobs = [deliver(handler, event_for(key))["jobs"][0] for key in keys]
+        body = usage(gateway, 3)
+    assert [job["status"] for job in jobs] == ["succeeded", "failed", "failed"]
+    assert {job["error"]["error"]["code"] for job in jobs[1:]} == {"budget_exceeded"}
+    assert {job["error"]["status_code"] for job in jobs[1:]} == {429}
+    assert len(fakes.fakes["openai"].requests) == 1  # only the first reached the provider
+    assert spent(app, "budget:b-team:dollars", "1M", since) == pytest.approx(one_job, abs=1e-8)
+    assert body["totals"]["errors"] == 2 and body["totals"]["cost"] == pytest.approx(one_job, abs=1e-8)
+
+
+def test_a_job_runs_when_its_limits_cannot_be_read_as_it_starts(
+    governance_table: str, configure: Any, fakes: Upstreams, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Admitted at its upload, a job is not failed for a governance store that cannot be read when
+    it runs (a table that is not there): it is transcribed, and the lost charge is logged."""
+    app = create_app(load_config(str(configure(budget=1.0))))
+    with serve(app) as gateway:
+        key = upload_file(upload(gateway))
+    monkeypatch.setenv("HEIMDALL_GOVERNANCE_TABLE", f"gone-{uuid.uuid4().hex}")
+    (job,) = deliver(ingest(), event_for(key))["jobs"]
+    assert job["status"] == "succeeded"
+    assert len(fakes.fakes["openai"].requests) == 1
+
+
 def test_a_job_whose_runner_died_on_its_last_attempt_gives_its_reservation_back(
     governance_table: str, configure: Any, fakes: Upstreams
 ) -> None:

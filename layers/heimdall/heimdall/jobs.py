@@ -227,7 +227,10 @@ class JobRunner:
         model = dict(job_fields(self.config, self.router, claim.item)).get("model")
         with Heartbeat(self.table, job_id, owner, self.lease_seconds) as heartbeat:
             try:
-                gate = self.accounting.provider_gate(claim.item) if self.accounting is not None else None
+                gate = None
+                if self.accounting is not None:
+                    self.accounting.refuse_if_spent(claim.item)
+                    gate = self.accounting.provider_gate(claim.item)
                 request = job_request(self.config, self.router, claim.item)
                 outcome = self._transcribe(job_id, filename, version, request, deadline, heartbeat, gate)
             except LostTheJob:

@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from heimdall.core.errors import EngineUnavailable
 from heimdall.governance.store import UPLOAD_ROUTE, Claim, UsageRecord
 from heimdall.governance.windows import Window
 from heimdall.observability import logger
@@ -68,6 +69,27 @@ class JobAccounting:
         if refusal is not None:
             raise refusal
         return claims
+
+    def refuse_if_spent(self, job: Mapping[str, Any]) -> None:
+        """Raise the 429 naming the job's key's audio-seconds or budget limit when it is spent by the
+        time the job runs: uploads admitted while the key still had room are each refused once the
+        jobs before them used it up, before any provider call. Nothing is reserved (the upload counted
+        the request; the job is charged when it ends), so jobs already running are not stopped. A
+        store that cannot be read lets the job run: it was admitted at its upload, and failing it for a
+        passing outage would lose an upload the client made in good standing."""
+        limits = self.governor.limits
+        key_id = _text(job.get("key_id"))
+        scope = limits.key_scope(key_id) if limits is not None and key_id is not None else None
+        if not scope or limits is None:
+            return
+        claims = scope.claims(self.governor.clock(), seconds=0.0, dollars=0.0)
+        try:
+            refusal = limits.reserve([claim for claim in claims if claim.metric != "requests"])
+        except EngineUnavailable:
+            logger.warning("the key's limits could not be checked before the job ran; it runs")
+            return
+        if refusal is not None:
+            raise refusal
 
     def provider_gate(self, job: Mapping[str, Any]) -> SpentProviders | None:
         """What the router asks before each target of the job's run (or of one of its pieces): a
