@@ -294,6 +294,23 @@ def test_a_file_an_operator_dropped_is_recorded_without_a_key(
     assert admitted.status_code == 201
 
 
+def test_a_dropped_file_s_job_is_seen_by_admin_keys_only(governance_table: str, configure: Any) -> None:
+    """Its job id derives from the file's name (anyone can compute it for a guessed name): a tenant's
+    key gets the same 404 as for a job that does not exist, an admin key gets the transcript."""
+    from heimdall.jobs import job_of
+
+    app = create_app(load_config(str(configure())))
+    name = f"incoming/board-meeting-{uuid.uuid4().hex[:6]}.wav"
+    (job,) = deliver(ingest(), s3_event(put(name, HELLO)))["jobs"]
+    job_id, _ = job_of(name)
+    with serve(app) as gateway:
+        tenant = httpx.get(f"{gateway}/v1/transcriptions/{job_id}", headers={"api-key": TEAM})
+        admin = httpx.get(f"{gateway}/v1/transcriptions/{job_id}", headers={"api-key": ADMIN})
+    assert job["status"] == "succeeded"
+    assert tenant.status_code == 404 and tenant.json()["error"]["code"] == "job_not_found"
+    assert admin.status_code == 200 and admin.json()["text"]
+
+
 def test_a_second_upload_through_the_same_url_is_charged_as_a_request_of_its_own(
     governance_table: str, configure: Any, fakes: Upstreams
 ) -> None:
