@@ -107,18 +107,24 @@ def _encoded(codec: str, container: str, rate: int, seconds: float, options: dic
     with av.open(buffer, "w", format=container) as out:
         stream: Any = out.add_stream(codec, rate=rate, options=options or {})
         stream.layout = "mono"
-        size = stream.codec_context.frame_size or 1024
-        fmt = stream.codec_context.format.name
-        dtype = {"flt": np.float32, "s16": np.int16, "s32": np.int32}[fmt.rstrip("p")]
-        silence = np.zeros((1, size), dtype=dtype)
-        for start in range(0, round(seconds * rate), size):
-            frame = av.AudioFrame.from_ndarray(silence, format=fmt, layout="mono")
-            frame.sample_rate, frame.pts = rate, start
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+        _write_silence(out, stream, seconds, rate, "mono")
     return buffer.getvalue()
+
+
+def _write_silence(out: Any, stream: Any, seconds: float, rate: int, layout: str) -> None:
+    """``seconds`` of silence into ``stream`` of ``out``, in the codec's frame size, then flushed."""
+    size = stream.codec_context.frame_size or 1024
+    fmt = stream.codec_context.format
+    dtype = {"flt": np.float32, "s16": np.int16, "s32": np.int32}[fmt.name.rstrip("p")]
+    channels = 2 if layout == "stereo" else 1
+    silence = np.zeros((channels, size) if fmt.is_planar else (1, size * channels), dtype=dtype)
+    for start in range(0, round(seconds * rate), size):
+        frame = av.AudioFrame.from_ndarray(silence, format=fmt.name, layout=layout)
+        frame.sample_rate, frame.pts = rate, start
+        for packet in stream.encode(frame):
+            out.mux(packet)
+    for packet in stream.encode(None):
+        out.mux(packet)
 
 
 @cache
@@ -217,16 +223,8 @@ def two_audio_streams(first: float, second: float, *, rate: int = 8_000) -> byte
     of ``second`` seconds (FFmpeg's default pick: the stream with the most channels)."""
     buffer = io.BytesIO()
     with av.open(buffer, "w", format="matroska") as out:
-        tracks = [(out.add_stream("flac", rate=rate, layout=layout), seconds, layout, channels)
-                  for seconds, layout, channels in ((first, "mono", 1), (second, "stereo", 2))]  # fmt: skip
-        for stream, seconds, layout, channels in tracks:
-            block, total = 4096, round(seconds * rate)
-            for start in range(0, total, block):
-                samples = min(block, total - start)
-                frame = av.AudioFrame.from_ndarray(np.zeros((1, samples * channels), np.int16), "s16", layout)
-                frame.sample_rate, frame.pts = rate, start
-                for packet in stream.encode(frame):
-                    out.mux(packet)
-            for packet in stream.encode(None):
-                out.mux(packet)
+        tracks = [(out.add_stream("flac", rate=rate, layout=layout), seconds, layout)
+                  for seconds, layout in ((first, "mono"), (second, "stereo"))]  # fmt: skip
+        for stream, seconds, layout in tracks:
+            _write_silence(out, stream, seconds, rate, layout)
     return buffer.getvalue()
