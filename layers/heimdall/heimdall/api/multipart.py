@@ -155,10 +155,11 @@ class _FormBuilder:
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         chunk = memoryview(data)[start:end]  # a view: Lambda hands over the whole body as one chunk
         if self.part.file is not None:
-            if isinstance(self.part.file, io.BytesIO) and not self.limits.memory.take(len(chunk)):
-                self._to_disk()  # before the write, not after (which would copy it twice)
-            elif isinstance(self.part.file, io.BytesIO):
-                self.part.held += len(chunk)
+            if isinstance(self.part.file, io.BytesIO):  # in memory: take room for the chunk, or move to /tmp
+                if self.limits.memory.take(len(chunk)):
+                    self.part.held += len(chunk)
+                else:
+                    self._to_disk()  # before the write, not after (which would copy it twice)
             self.part.file.write(chunk)
             self.part.size += len(chunk)
             return
