@@ -26,6 +26,8 @@ class GatewayKey(NamedTuple):
     id: str
     digest: bytes
     allowed_models: tuple[str, ...]
+    #: May read usage, and the jobs of files no key created (``"admin": true`` in the config).
+    admin: bool = False
 
     def allows(self, model: str) -> bool:
         return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.allowed_models)
@@ -59,7 +61,7 @@ def authenticate(request: Request) -> GatewayKey | None:
 class Gatekeeper:
     def __init__(self, config: GatewayConfig) -> None:
         self.keys = tuple(
-            GatewayKey(k.id, _digest(k.value.get_secret_value()), tuple(k.allowed_models))
+            GatewayKey(k.id, _digest(k.value.get_secret_value()), tuple(k.allowed_models), k.admin)
             for k in config.governance.virtual_keys
         )
         self.enforced = bool(self.keys) or config.client_config.enforce_auth_on_inference

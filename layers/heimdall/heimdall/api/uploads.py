@@ -59,16 +59,14 @@ def _fields(document: dict[str, Any]) -> list[tuple[str, str]]:
     return fields
 
 
-def _sees(key: GatewayKey | None, item: dict[str, Any], config: GatewayConfig) -> bool:
+def _sees(key: GatewayKey | None, item: dict[str, Any]) -> bool:
     """A key sees the jobs it created. A job without a key (a file an operator dropped into
     ``incoming/``, or an upload made while auth was off) only admin keys see: a dropped file's job id
     derives from the file's name, which anyone may guess."""
     if key is None:  # auth is off: there are no tenants to keep apart
         return True
     owner = item.get("key_id")
-    if owner is not None:
-        return bool(owner == key.id)
-    return key.id in {k.id for k in config.governance.virtual_keys if k.admin}
+    return key.admin if owner is None else bool(owner == key.id)
 
 
 def _jobs(request: Request) -> tuple[AudioBucket, JobTable]:
@@ -164,7 +162,7 @@ async def get_job(request: Request) -> Response:
     key = authenticate(request)
     bucket, table = _jobs(request)
     item = await run_in_threadpool(table.get, job_id) if _JOB_ID.fullmatch(job_id) else None
-    if item is None or not _sees(key, item, request.app.state.config):
+    if item is None or not _sees(key, item):
         raise NotFound("No such transcription job.", param="job_id", code="job_not_found")
     status = view(item)
     if status["status"] == "queued" and _age_seconds(status["created_at"]) > UPLOAD_URL_SECONDS + MAX_EVENT_AGE_SECONDS:

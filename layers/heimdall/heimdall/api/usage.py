@@ -51,7 +51,7 @@ async def usage(request: Request) -> dict[str, Any]:
     config: GatewayConfig = request.app.state.config
     if governor.store is None or key is None:
         raise NotFound("Usage is recorded only when gateway keys are configured.", code="usage_not_configured")
-    if key.id not in {k.id for k in config.governance.virtual_keys if k.admin}:
+    if not key.admin:
         raise Forbidden(f"Gateway key '{key.id}' may not read usage (needs \"admin\": true).", code="not_admin")
     group_by = request.query_params.get("group_by") or None
     if group_by is not None and group_by not in GROUPS:
