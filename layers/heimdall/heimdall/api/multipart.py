@@ -69,7 +69,7 @@ class UploadedForm:
         self.fields: list[tuple[str, str]] = []
         self.audio: AudioInput | None = None
         self.memory = memory
-        #: What the audio holds of ``memory``, given back once when the form is closed.
+        #: What the audio holds of ``memory`` (0 once it is on disk), given back when the form is closed.
         self.held = 0
 
     def close(self) -> None:
@@ -90,8 +90,6 @@ class _Part:
         self.data = bytearray()
         self.file: IO[bytes] | None = None
         self.size = 0
-        #: Bytes of the file held in memory, taken from the UploadMemory (0 once it is on disk).
-        self.held = 0
 
 
 class _FormBuilder:
@@ -157,7 +155,7 @@ class _FormBuilder:
         if self.part.file is not None:
             if isinstance(self.part.file, io.BytesIO):  # in memory: take room for the chunk, or move to /tmp
                 if self.limits.memory.take(len(chunk)):
-                    self.part.held += len(chunk)
+                    self.form.held += len(chunk)
                 else:
                     self._to_disk()  # before the write, not after (which would copy it twice)
             self.part.file.write(chunk)
@@ -183,8 +181,8 @@ class _FormBuilder:
             raise
         memory.close()
         self.part.file = disk
-        self.limits.memory.give(self.part.held)
-        self.part.held = 0
+        self.limits.memory.give(self.form.held)
+        self.form.held = 0
 
     def on_part_end(self) -> None:
         part = self.part
@@ -192,7 +190,6 @@ class _FormBuilder:
         if part.file is not None:
             part.file.seek(0)
             self.form.audio = AudioInput(part.file, part.filename or "audio", part.content_type, part.size)
-            self.form.held, part.held = part.held, 0
             self.part = _Part()
             return
         try:
@@ -206,10 +203,7 @@ class _FormBuilder:
     def abandon(self) -> None:
         if self.part.file is not None:
             self.part.file.close()
-        if self.part.held:
-            self.limits.memory.give(self.part.held)
-            self.part.held = 0
-        self.form.close()
+        self.form.close()  # gives back the room the file part took, read whole or not
 
 
 def _boundary(request: Request) -> bytes:
