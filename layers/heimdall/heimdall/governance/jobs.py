@@ -57,14 +57,22 @@ class JobAccounting:
     def __init__(self, governor: Governor, table: JobTable) -> None:
         self.governor, self.table = governor, table
 
-    def admit_upload(self, key_id: str | None) -> list[Claim]:
-        """Reserve the upload's request (and check its audio and budget are not spent), or raise the
-        429 naming the spent limit. The claims to store on the job item."""
+    def _unknown_length(self, key_id: str | None) -> tuple[Limits, list[Claim]] | None:
+        """The key's limits, and its claims for one request of audio whose length is not known yet
+        (zero seconds and dollars, which still meet a spent limit); None when nothing limits the key."""
         limits = self.governor.limits
         scope = limits.key_scope(key_id) if limits is not None else None
         if not scope or limits is None:
+            return None
+        return limits, scope.claims(self.governor.clock(), seconds=0.0, dollars=0.0)
+
+    def admit_upload(self, key_id: str | None) -> list[Claim]:
+        """Reserve the upload's request (and check its audio and budget are not spent), or raise the
+        429 naming the spent limit. The claims to store on the job item."""
+        found = self._unknown_length(key_id)
+        if found is None:
             return []
-        claims = scope.claims(self.governor.clock(), seconds=0.0, dollars=0.0)
+        limits, claims = found
         refusal = limits.reserve(claims)
         if refusal is not None:
             raise refusal
@@ -77,12 +85,10 @@ class JobAccounting:
         the request; the job is charged when it ends), so jobs already running are not stopped. A
         store that cannot be read lets the job run: it was admitted at its upload, and failing it for a
         passing outage would lose an upload the client made in good standing."""
-        limits = self.governor.limits
-        key_id = _text(job.get("key_id"))
-        scope = limits.key_scope(key_id) if limits is not None and key_id is not None else None
-        if not scope or limits is None:
+        found = self._unknown_length(_text(job.get("key_id")))  # a dropped file's job: no key, no limit
+        if found is None:
             return
-        claims = scope.claims(self.governor.clock(), seconds=0.0, dollars=0.0)
+        limits, claims = found
         try:
             refusal = limits.reserve([claim for claim in claims if claim.metric != "requests"])
         except EngineUnavailable:
