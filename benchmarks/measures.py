@@ -213,6 +213,8 @@ def memory() -> dict[str, Any]:
     """Peak Python memory one 4 MB upload adds through the Lambda handler (v2 event, base64 body) and
     through the ASGI app as a ``make run`` server builds it (the upload held in memory within its
     budget), with a provider that streams the audio out (the engine excluded)."""
+    from unittest import mock
+
     sys.path.insert(0, str(ROOT))
     from heimdall.api.app import create_app
     from heimdall.config import GatewayConfig
@@ -225,15 +227,11 @@ def memory() -> dict[str, Any]:
 
     def gateway(function_name: str | None) -> Any:
         """The app as a Lambda instance (``function_name``) or a ``make run`` server builds it."""
-        saved = os.environ.pop("AWS_LAMBDA_FUNCTION_NAME", None)
-        if function_name:
-            os.environ["AWS_LAMBDA_FUNCTION_NAME"] = function_name
-        try:
-            app = create_app(GatewayConfig())
-        finally:
+        with mock.patch.dict(os.environ):  # the environment as it was, afterwards
             os.environ.pop("AWS_LAMBDA_FUNCTION_NAME", None)
-            if saved is not None:
-                os.environ["AWS_LAMBDA_FUNCTION_NAME"] = saved
+            if function_name:
+                os.environ["AWS_LAMBDA_FUNCTION_NAME"] = function_name
+            app = create_app(GatewayConfig())
         app.state.router = Router(GatewayConfig(), {"local": _NullProvider()})  # type: ignore[dict-item]
         return app
 
