@@ -24,6 +24,8 @@ from tests.support.upstreams import Upstreams
 
 MiB = 1024 * 1024
 BUDGET = 2 * MiB
+#: A transcription body up to the first byte of its file part.
+HEAD = mp.field("model", "openai/whisper-1") + mp.file_part(b"")[:-2]
 
 
 @pytest.fixture(scope="module")
@@ -98,11 +100,10 @@ def _open_upload(url: str, audio_part: bytes, declared: int) -> socket.socket:
     """A transcription request whose body has arrived up to ``audio_part`` of its file, and no further."""
     host, port = address(url)
     sock = socket.create_connection((host, port), timeout=10)
-    head = mp.field("model", "openai/whisper-1") + mp.file_part(b"")[:-2]
     sock.sendall(
         f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: {host}\r\nContent-Type: {mp.CONTENT_TYPE}\r\n"
         f"Content-Length: {declared}\r\n\r\n".encode()
-        + head
+        + HEAD
         + audio_part
     )
     return sock
@@ -118,7 +119,7 @@ def test_the_budget_is_shared_by_the_uploads_in_flight(
     first = wav_bytes(int(1.5 * MiB))
     first_head, first_rest = first[: int(1.2 * MiB)], first[int(1.2 * MiB) :]
     tail = b"\r\n" + mp.body()
-    declared = len(mp.field("model", "openai/whisper-1") + mp.file_part(b"")[:-2]) + len(first) + len(tail)
+    declared = len(HEAD) + len(first) + len(tail)
     with _open_upload(url, first_head, declared) as sock:
         wait_until(lambda: memory.held == len(first_head), what="the first upload's bytes held in memory")
         second = wav_bytes(MiB)
