@@ -6,6 +6,8 @@ fields Heimdall does not know) is accepted."""
 
 from __future__ import annotations
 
+import gzip
+import json
 import re
 import socket
 import threading
@@ -157,6 +159,27 @@ def test_a_huge_answer_is_refused_while_it_is_read(provider_gateway: str, fakes:
     response = transcribe(provider_gateway, "openai/whisper-1")
     envelope = assert_invalid_answer(response, "openai")
     assert "sent an answer over 32768 KiB" in envelope["error"]["message"]
+
+
+def test_a_compressed_answer_is_read(provider_gateway: str, fakes: Upstreams) -> None:
+    """Heimdall asks for gzip and deflate (``Accept-Encoding``): an answer so sent is unpacked."""
+    body = gzip.compress(json.dumps({"text": SPOKEN, "language": "english", "duration": DURATION}).encode())
+    fakes.fakes["openai"].fail_next(Fault("body", body=body, headers={"content-encoding": "gzip"}))
+    response = transcribe(provider_gateway, "openai/whisper-1")
+    assert response.status_code == 200, response.text
+    assert response.json()["text"] == SPOKEN
+
+
+def test_a_compressed_answer_is_refused_once_it_unpacks_past_the_bound(provider_gateway: str, fakes: Upstreams) -> None:
+    """65 KB of gzip that unpacks to 64 MB: its declared length is small, so the bound is counted on the
+    unpacked bytes as they come out, and the answer refused before it is all held."""
+    bomb = gzip.compress(b'{"text": "' + b"a" * (64 * 1024 * 1024) + b'"}', compresslevel=9)
+    assert len(bomb) < 100_000
+    fakes.fakes["openai"].always = Fault("body", body=bomb, headers={"content-encoding": "gzip"})
+    response = transcribe(provider_gateway, "openai/whisper-1")
+    envelope = assert_invalid_answer(response, "openai")
+    assert "sent an answer over 32768 KiB" in envelope["error"]["message"]
+    assert fakes.calls("openai") == CALLS
 
 
 def test_an_answer_that_trickles_in_is_cut_off_at_the_timeout(provider_gateway: str, fakes: Upstreams) -> None:
