@@ -30,9 +30,11 @@ def wait_until(predicate: Any, *, timeout: float = 30.0, interval: float = 0.02,
 
 @contextmanager
 def serve(app: Any, **options: Any) -> Iterator[str]:
-    """Yield the base URL of ``app`` served by uvicorn on 127.0.0.1 (``options``: uvicorn.Config's)."""
+    """Yield the base URL of ``app`` served by uvicorn on 127.0.0.1 (``options``: uvicorn.Config's). The
+    app's lifespan runs as under ``make run`` (``lifespan="off"`` serves it as Lambda runs it: without)."""
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", **options)
+    options = {"lifespan": "auto", **options}
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **options)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

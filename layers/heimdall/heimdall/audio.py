@@ -185,6 +185,19 @@ def _counted_seconds(audio: AudioInput, max_seconds: float) -> float:
 def check_audio(audio: AudioInput, max_seconds: float) -> float:
     """415 unless the bytes are an audio container; 400 when it cannot be read as audio; 413 when it
     runs longer than ``max_seconds``. Returns its duration."""
+    seconds = pcm_wav_seconds(audio, max_seconds)
+    if seconds is None:
+        seconds = _counted_seconds(audio, max_seconds)
+        audio.rewind()
+        if seconds > max_seconds:
+            raise too_long(max_seconds)
+    return seconds
+
+
+def pcm_wav_seconds(audio: AudioInput, max_seconds: float) -> float | None:
+    """``check_audio`` for what needs no demuxer: the 415 for bytes that are no audio container, and
+    the duration (or the 413) of PCM WAV, counted from the bytes it holds in microseconds. None
+    when PyAV must count (``check_audio`` does)."""
     file = audio.rewind()
     kind = sniff(file.read(HEAD))
     if kind is None:
@@ -198,10 +211,8 @@ def check_audio(audio: AudioInput, max_seconds: float) -> float:
         seconds = _pcm_wav_seconds(file, audio.size) if kind == "wav" else None
     except (OSError, struct.error):
         seconds = None
-    if seconds is None:
-        seconds = _counted_seconds(audio, max_seconds)
     audio.rewind()
-    if seconds > max_seconds:
+    if seconds is not None and seconds > max_seconds:
         raise too_long(max_seconds)
     return seconds
 

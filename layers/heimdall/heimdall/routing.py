@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 from heimdall.config import PROVIDER_NAMES, GatewayConfig, NetworkConfig
 from heimdall.core.errors import (
@@ -28,6 +28,9 @@ from heimdall.core.types import AudioInput, StreamEvent, Transcript, Transcripti
 from heimdall.providers.base import Capabilities, Provider, requested_fields, stream_events
 from heimdall.providers.local import MODEL as LOCAL_MODEL
 from heimdall.providers.upstream import Call
+
+if TYPE_CHECKING:
+    from heimdall.providers.loop_client import LoopClient
 
 T = TypeVar("T")
 
@@ -221,10 +224,53 @@ class Router:
         transcript, target, index, attempts = self._route(
             request, audio, deadline, call_provider, gate, pieces=True, progress=progress
         )
-        if transcript.language is None and request.language:
-            # A provider told the language need not echo it (Deepgram does not); OpenAI always reports one.
-            transcript = transcript.model_copy(update={"language": language_name(request.language)})
-        return RoutedTranscript(transcript, target, index, attempts)
+        return RoutedTranscript(_with_language(transcript, request), target, index, attempts)
+
+    def serves_on_loop(self, request: TranscriptionRequest, audio: AudioInput) -> bool:
+        """Whether every target of the request can be called on the server's event loop: its provider
+        makes its call there (``transcribe_on_loop``, no proxy) and the audio is within its size limit."""
+        for target in self.resolve_targets(request.model, request.fallbacks):
+            provider = self.providers[target.provider]
+            serves = getattr(provider, "serves_on_loop", None)
+            limit = provider.capabilities(target.model).max_file_bytes
+            if serves is None or not serves() or (limit is not None and audio.size > limit):
+                return False
+        return True
+
+    async def transcribe_on_loop(
+        self, request: TranscriptionRequest, audio: AudioInput, deadline: float, client: LoopClient
+    ) -> RoutedTranscript:
+        """``transcribe`` for a request ``serves_on_loop`` accepted and no gate: the same targets in
+        the same order, retries, fallbacks and errors, each provider call made on the event loop."""
+        import asyncio
+
+        targets = self.resolve_targets(request.model, request.fallbacks)
+        attempts: list[Attempt] = []
+        primary_error: HeimdallError | None = None
+        for index, target in enumerate(targets):
+            provider: Any = self.providers[target.provider]
+            error = self._capability_error(target, provider.capabilities(target.model), request, audio, in_pieces=False)
+            if error is not None:
+                attempts.append(Attempt(target.provider, target.model, error.status_code, 0))
+                primary_error = primary_error or error
+                continue
+            retries = _Retries(target, self._network(target.provider), deadline, attempts)
+            while (call := retries.next_call()) is not None:
+                started = time.perf_counter()
+                try:
+                    transcript = await provider.transcribe_on_loop(target.model, request, audio, call, client)
+                    return RoutedTranscript(_with_language(transcript, request), target, index, attempts)
+                except HeimdallError as exc:
+                    if (wait := retries.failed(exc, started)) is not None:
+                        await asyncio.sleep(wait)
+            error = retries.error
+            if error.client_fault:
+                error.extra["attempts"] = [a.as_dict() for a in attempts]
+                raise error
+            primary_error = primary_error or error
+        assert primary_error is not None  # targets is never empty
+        primary_error.extra["attempts"] = [a.as_dict() for a in attempts]
+        raise primary_error
 
     def open_stream(
         self,
@@ -328,35 +374,16 @@ class Router:
         attempt: Callable[[Provider, Target, Call], T],
     ) -> tuple[T | None, HeimdallError | None]:
         """One target, retried per its network_config: 1 + max_retries calls at most."""
-        network = self._network(target.provider)
         provider = self.providers[target.provider]
-        for retry in range(network.max_retries + 1):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0.05:
-                return None, ProviderTimeout(
-                    "The request's time budget ran out before the provider could answer.",
-                    code="budget_exhausted",
-                    provider=target.provider,
-                )
-            call = Call(timeout=min(network.default_request_timeout_in_seconds, remaining))
+        retries = _Retries(target, self._network(target.provider), deadline, attempts)
+        while (call := retries.next_call()) is not None:
             started = time.perf_counter()
             try:
                 return attempt(provider, target, call), None
             except HeimdallError as exc:
-                error = exc
-            attempts.append(Attempt(target.provider, target.model, error.status_code, _elapsed_ms(started)))
-            if error.client_fault or not error.retryable or retry == network.max_retries:
-                return None, error
-            wait = _backoff(network, retry)
-            retry_after = getattr(error, "retry_after", None)
-            if retry_after is not None:
-                if retry_after * 1000 > network.retry_backoff_max:
-                    return None, error  # the provider asks for longer than we wait: fall back or relay it
-                wait = max(wait, retry_after)
-            if time.monotonic() + wait >= deadline:
-                return None, error
-            time.sleep(wait)
-        return None, error
+                if (wait := retries.failed(exc, started)) is not None:
+                    time.sleep(wait)
+        return None, retries.error
 
     def _network(self, provider: str) -> NetworkConfig:
         if provider in self.config.providers:
@@ -364,6 +391,64 @@ class Router:
         return NetworkConfig(
             max_retries=0, default_request_timeout_in_seconds=self.config.client_config.request_budget_seconds
         )
+
+
+class _Retries:
+    """One target's calls, retried per its network_config (1 + max_retries calls at most) within the
+    request's deadline: the router makes each call and waits between them, blocking or on the loop."""
+
+    def __init__(self, target: Target, network: NetworkConfig, deadline: float, attempts: list[Attempt]) -> None:
+        self.target, self.network, self.deadline, self.attempts = target, network, deadline, attempts
+        self.retry = 0
+        self._error: HeimdallError | None = None
+        self._done = False
+
+    @property
+    def error(self) -> HeimdallError:
+        """Why the target is done: its last call's error, or the budget that ran out."""
+        assert self._error is not None, "asked before the target was done"
+        return self._error
+
+    def next_call(self) -> Call | None:
+        """The next call's facts, or None when the target is done (``error`` says why)."""
+        if self._done:
+            return None
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0.05:
+            self._done = True
+            self._error = ProviderTimeout(
+                "The request's time budget ran out before the provider could answer.",
+                code="budget_exhausted",
+                provider=self.target.provider,
+            )
+            return None
+        return Call(timeout=min(self.network.default_request_timeout_in_seconds, remaining))
+
+    def failed(self, error: HeimdallError, started: float) -> float | None:
+        """Records a failed call; the seconds to wait before the next one, or None when there is none."""
+        self._error = error
+        self.attempts.append(Attempt(self.target.provider, self.target.model, error.status_code, _elapsed_ms(started)))
+        self._done = True
+        if error.client_fault or not error.retryable or self.retry == self.network.max_retries:
+            return None
+        wait = _backoff(self.network, self.retry)
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after is not None:
+            if retry_after * 1000 > self.network.retry_backoff_max:
+                return None  # the provider asks for longer than we wait: fall back or relay it
+            wait = max(wait, retry_after)
+        if time.monotonic() + wait >= self.deadline:
+            return None
+        self.retry += 1
+        self._done = False
+        return wait
+
+
+def _with_language(transcript: Transcript, request: TranscriptionRequest) -> Transcript:
+    """A provider told the language need not echo it (Deepgram does not); OpenAI always reports one."""
+    if transcript.language is None and request.language:
+        return transcript.model_copy(update={"language": language_name(request.language)})
+    return transcript
 
 
 def deadline_for(budget_seconds: float, lambda_context: Any = None, reserve_seconds: float = 1.0) -> float:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -31,6 +32,23 @@ from heimdall.routing import Router
 from heimdall.storage import AudioBucket
 
 
+@contextlib.asynccontextmanager
+async def _serving(app: FastAPI) -> AsyncIterator[None]:
+    """While a server (``make run``) serves the app: its client for provider calls on the event loop,
+    when aiohttp is installed. Lambda runs no lifespan: its calls keep the worker thread."""
+    from heimdall.providers import loop_client
+
+    if not loop_client.available():
+        yield
+        return
+    app.state.loop_client = client = loop_client.LoopClient()
+    try:
+        yield
+    finally:
+        app.state.loop_client = None
+        await client.close()
+
+
 def create_app(
     config: GatewayConfig | None = None, *, metrics: Any = None, clock: Callable[[], float] = time.time
 ) -> FastAPI:
@@ -47,7 +65,9 @@ def create_app(
         # Starlette answers '/health/' with a redirect built from the client's Host header: client
         # text in a response header (an open redirect, a poisoned cache). A path is what it is.
         redirect_slashes=False,
+        lifespan=_serving,
     )
+    app.state.loop_client = None  # a server's, while it serves (_serving)
     app.state.config = config
     app.state.router = Router(config, build_providers(config))
     app.state.gatekeeper = Gatekeeper(config)

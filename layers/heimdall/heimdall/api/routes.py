@@ -6,9 +6,10 @@ it never sees a provider's wire format.
 
 from __future__ import annotations
 
+import io
 import re
 import time
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
@@ -21,15 +22,19 @@ from heimdall.api.multipart import FormLimits, read_multipart
 from heimdall.api.openapi import ERROR_RESPONSES, ref
 from heimdall.api.streaming import HEADERS as STREAM_HEADERS
 from heimdall.api.streaming import event_stream
-from heimdall.audio import check_audio
+from heimdall.audio import check_audio, pcm_wav_seconds
 from heimdall.config import GatewayConfig
 from heimdall.core.errors import InvalidRequest
 from heimdall.core.formats import PLAIN_TEXT_FORMATS, extra_fields, render_document, render_plain
 from heimdall.core.parameters import build_request, check_model_name
-from heimdall.core.types import TranscriptionRequest
+from heimdall.core.types import AudioInput, TranscriptionRequest
 from heimdall.governance.governor import Governor, Ticket
 from heimdall.providers.local import LocalProvider, engine_installed
+from heimdall.providers.upstream import ONE_BLOCK
 from heimdall.routing import RoutedStream, RoutedTranscript, Router, deadline_for
+
+if TYPE_CHECKING:
+    from heimdall.providers.loop_client import LoopClient
 
 # API Gateway's 6 MB Lambda payload, less base64 and the form around the audio.
 API_GATEWAY_DIRECT_BYTES = 4 * 1024 * 1024
@@ -157,7 +162,19 @@ async def transcribe(request: Request, deployment_id: str | None, api_version: s
             routed, cache_debug = governor.transcribe(router, ticket, audio, deadline)
             return routed, cache_debug, round((time.perf_counter() - started) * 1000)
 
-        routed, cache_debug, latency_ms = await run_in_threadpool(check_and_route)
+        client: LoopClient | None = request.app.state.loop_client
+        routed: RoutedTranscript | RoutedStream
+        if client is not None and _on_loop(transcription, audio, router, governor):
+            max_seconds = config.client_config.max_audio_seconds
+            seconds = pcm_wav_seconds(audio, max_seconds)  # microseconds, on the loop
+            if seconds is None:  # PyAV counts the packets: milliseconds, in a worker thread
+                seconds = await run_in_threadpool(check_audio, audio, max_seconds)
+            ticket = governor.admit(router, key_id, transcription, audio, seconds, request.headers, log)  # no I/O
+            started = time.perf_counter()
+            routed = await governor.transcribe_on_loop(router, ticket, audio, deadline, client)
+            cache_debug, latency_ms = None, round((time.perf_counter() - started) * 1000)
+        else:
+            routed, cache_debug, latency_ms = await run_in_threadpool(check_and_route)
         if isinstance(routed, RoutedStream):
             log.update(provider=routed.target.provider, model_deployment=routed.target.model,
                        fallback_index=routed.fallback_index, stream=True)  # fmt: skip
@@ -175,6 +192,19 @@ async def transcribe(request: Request, deployment_id: str | None, api_version: s
         fallback_index=routed.fallback_index,
     )
     return _render(routed, transcription, latency_ms, cache_debug)
+
+
+def _on_loop(transcription: TranscriptionRequest, audio: AudioInput, router: Router, governor: Governor) -> bool:
+    """Whether the request can be served without a worker thread (``providers/loop_client.py``): an
+    upload held in memory and sent in one block, a governor with no I/O, a transcript rather than a
+    stream, and targets whose providers make their call on the loop."""
+    return (
+        isinstance(audio.file, io.BytesIO)
+        and audio.size <= ONE_BLOCK
+        and not transcription.stream
+        and governor.passive
+        and router.serves_on_loop(transcription, audio)
+    )
 
 
 def _operation(spec: TranscriptionRoute) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from heimdall.routing import RoutedStream, RoutedTranscript, Router, Target
 if TYPE_CHECKING:
     from heimdall.config import GatewayConfig
     from heimdall.governance.cache import Hit, Lookup, TranscriptCache
+    from heimdall.providers.loop_client import LoopClient
 
 R = TypeVar("R")
 
@@ -85,6 +86,11 @@ class Governor:
         self.prices = PriceTable(config.governance.pricing)
         self.limits = Limits(config.governance, store, clock) if store is not None else None
 
+    @property
+    def passive(self) -> bool:
+        """Nothing to store and no cache: admitting, settling and closing do no I/O (no gateway keys)."""
+        return self.store is None and self.cache is None
+
     # -- before the provider ------------------------------------------------------------------
     def admit(
         self,
@@ -134,6 +140,16 @@ class Governor:
         if self.cache is not None and lookup is not None:
             self.cache.put(lookup, routed.transcript, routed.target.provider, routed.target.model, self.clock())
         return routed, (lookup.debug(hit=False) if lookup is not None else None)
+
+    async def transcribe_on_loop(
+        self, router: Router, ticket: Ticket, audio: AudioInput, deadline: float, client: LoopClient
+    ) -> RoutedTranscript:
+        """``transcribe`` with the provider calls on the server's event loop, for a ``passive`` governor
+        (no cache to ask, no limits to reserve or settle: only the log's facts)."""
+        assert self.passive, "a governor with a store or a cache does blocking I/O"
+        routed = await router.transcribe_on_loop(ticket.request, audio, deadline, client)
+        self._settle(ticket, None, routed.target, routed.transcript)
+        return routed
 
     def open_stream(self, router: Router, ticket: Ticket, audio: AudioInput, deadline: float | None) -> RoutedStream:
         """A stream is charged once its first event arrived (the target is serving by then)."""

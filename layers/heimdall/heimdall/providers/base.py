@@ -74,4 +74,7 @@ class Provider(Protocol):
 
         A provider with a stream of its own also has ``stream(model, request, audio, call)`` returning
         an iterator of TextDelta … TextDone; errors before the iterator is returned, or from its first
-        ``next``, are retried and fall back like ``transcribe``'s."""
+        ``next``, are retried and fall back like ``transcribe``'s.
+
+        A provider that can make its call on a server's event loop also has ``serves_on_loop()`` and
+        ``async transcribe_on_loop(model, request, audio, call, client)`` (``providers/loop_client.py``)."""

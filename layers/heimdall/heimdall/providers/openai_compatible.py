@@ -10,7 +10,7 @@ through the one canonical transcript.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from heimdall.config import KeyConfig
 from heimdall.core.errors import ProviderFailed
@@ -29,8 +29,11 @@ from heimdall.core.types import (
     Word,
 )
 from heimdall.providers.base import Capabilities, stream_from_transcript
-from heimdall.providers.upstream import Call, HttpProvider, multipart
+from heimdall.providers.upstream import Call, HttpProvider, Outgoing, multipart
 from heimdall.providers.wire import Count, OpenAIErrorBody, Seconds, Timeline, WireModel
+
+if TYPE_CHECKING:
+    from heimdall.providers.loop_client import LoopClient
 
 SEGMENT_FORMATS = frozenset({ResponseFormat.SRT, ResponseFormat.VTT, ResponseFormat.VERBOSE_JSON})
 
@@ -162,24 +165,35 @@ class OpenAICompatibleProvider(HttpProvider):
     def params(self, key: KeyConfig) -> dict[str, str] | None:
         return None
 
-    def _post(self, model: str, fields: list[tuple[str, str]], audio: AudioInput, call: Call, *, stream: bool) -> Any:
+    def _request(self, model: str, fields: list[tuple[str, str]], audio: AudioInput, *, stream: bool) -> Outgoing:
         key = self.key_for(model) if self.config.keys else None
         body = multipart(fields, audio)
         headers = {"Content-Type": body.content_type, "Accept": "text/event-stream" if stream else "application/json"}
         if key is not None:
             headers.update(self.auth_headers(key))
-        return self.upstream.post(
-            self.url(key, model),
-            call=call,
-            headers=headers,
-            params=self.params(key) if key is not None else None,
-            data=body,
-            errors=OpenAIErrorBody,
-        )
+        return Outgoing(self.url(key, model), headers, self.params(key) if key is not None else None, body)
+
+    def _post(self, model: str, fields: list[tuple[str, str]], audio: AudioInput, call: Call, *, stream: bool) -> Any:
+        url, headers, params, body = self._request(model, fields, audio, stream=stream)
+        return self.upstream.post(url, call=call, headers=headers, params=params, data=body, errors=OpenAIErrorBody)
 
     def transcribe(self, model: str, request: TranscriptionRequest, audio: AudioInput, call: Call) -> Transcript:
         response = self._post(model, openai_fields(model, request, upstream_format(request)), audio, call, stream=False)
         return self.upstream.answer(response, OpenAITranscription, call).canonical()
+
+    def serves_on_loop(self) -> bool:
+        """Whether ``transcribe_on_loop`` may be used: not through a proxy (those calls stay blocking)."""
+        return not (self.upstream.proxied("http://") or self.upstream.proxied("https://"))
+
+    async def transcribe_on_loop(
+        self, model: str, request: TranscriptionRequest, audio: AudioInput, call: Call, client: LoopClient
+    ) -> Transcript:
+        """``transcribe`` with the call made on the server's event loop (``loop_client``)."""
+        url, headers, params, body = self._request(model, openai_fields(model, request, upstream_format(request)),
+                                                   audio, stream=False)  # fmt: skip
+        answer = await client.answer(self.upstream, url, call=call, headers=headers, errors=OpenAIErrorBody,
+                                     body=body, model=OpenAITranscription, params=params)  # fmt: skip
+        return answer.canonical()
 
     def stream(self, model: str, request: TranscriptionRequest, audio: AudioInput, call: Call) -> Iterator[StreamEvent]:
         """OpenAI's transcription stream (gpt-4o-*-transcribe), translated event by event; other models

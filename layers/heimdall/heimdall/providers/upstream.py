@@ -10,6 +10,7 @@ Answers are read by Heimdall, bounded in size and time, and only through typed m
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
@@ -50,7 +51,8 @@ MAX_ERROR_BYTES = 64 * 1024
 #: One server-sent event: a delta, or a done event with the whole text.
 MAX_EVENT_BYTES = 1024 * 1024
 _READ_BLOCK = 256 * 1024
-_SEND_BLOCK = 1024 * 1024
+#: Bodies are sent in blocks of this size; an upload of at most one block goes as one ``bytes``.
+ONE_BLOCK = 1024 * 1024
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _EVENT_BLOCK = 512  # small reads: an event goes on as soon as it arrives
 
@@ -59,6 +61,15 @@ class Call(NamedTuple):
     """Per-attempt facts the router hands a provider: how long it may take."""
 
     timeout: float
+
+
+class Outgoing(NamedTuple):
+    """A request a provider is about to send: where, with which headers and query, and its body."""
+
+    url: str
+    headers: dict[str, str]
+    params: dict[str, str] | None
+    body: StreamedBody
 
 
 def choose_key(name: str, keys: list[KeyConfig], model: str) -> KeyConfig:
@@ -115,13 +126,19 @@ class Upstream:
                 }
             return self._pools["https" if url.startswith("https:") else "http"]
 
+    def proxied(self, url: str) -> bool:
+        """Whether calls to ``url`` go through a proxy the environment names."""
+        import urllib3
+
+        return isinstance(self.pool(url), urllib3.ProxyManager)
+
     def _host_pool(self, url: str) -> tuple[urllib3.HTTPConnectionPool, str] | None:
         """The host's own connection pool and the path to ask it for, when ``url`` goes there without a
         proxy: PoolManager.urlopen parses the URL, looks the pool up by a normalised key and merges
         settings on every call (about a tenth of a 100 KB call's CPU); the host never changes."""
         import urllib3
 
-        if isinstance(self.pool(url), urllib3.ProxyManager):
+        if self.proxied(url):
             return None
         scheme, _, rest = url.partition("://")
         host, _, path = rest.partition("/")
@@ -188,11 +205,22 @@ class Upstream:
         )
 
     def error_from(self, response: urllib3.BaseHTTPResponse, errors: type[ErrorBody], call: Call) -> HeimdallError:
-        status = response.status
-        message = self._message(response, errors, call)
+        try:
+            body: bytes | None = self._read(response, call, MAX_ERROR_BYTES)
+        except HeimdallError:
+            body = None  # oversized, cut off or too slow: the status alone speaks
+        return self.error_for(response.status, response.headers, body, errors)
+
+    def error_for(
+        self, status: int, headers: Mapping[str, str], body: bytes | None, errors: type[ErrorBody]
+    ) -> HeimdallError:
+        """The error an answer of ``status`` maps to, with the provider's own message from ``body``
+        when it has the shape the provider documents (nothing from an HTML page or JSON of another
+        shape)."""
+        message = self._message(status, body, errors)
         common: dict[str, Any] = {"provider": self.provider, "is_bifrost_error": False}
         if status == 429:
-            return RateLimited(message, retry_after=_retry_after(response.headers), **common)
+            return RateLimited(message, retry_after=_retry_after(headers), **common)
         if status in (401, 403):
             return ProviderFailed(
                 f"{self.provider} rejected the gateway's credentials: {message}", code="provider_auth_failed", **common
@@ -205,14 +233,12 @@ class Upstream:
             return InvalidRequest(message, code="upstream_rejected", client_fault=True, **common)
         return ProviderFailed(message, code=f"upstream_{status}", **common)
 
-    def _message(self, response: urllib3.BaseHTTPResponse, errors: type[ErrorBody], call: Call) -> str:
-        """The provider's own message from an error body of the shape it documents; nothing from an
-        HTML page, a truncated or oversized body, or JSON of another shape."""
-        try:
-            extracted = errors.model_validate(_json(self._read(response, call, MAX_ERROR_BYTES))).message()
-        except (HeimdallError, ValueError, RecursionError):  # pydantic's ValidationError is a ValueError
-            extracted = None
-        text = extracted or f"{self.provider} answered HTTP {response.status} without a readable error message."
+    def _message(self, status: int, body: bytes | None, errors: type[ErrorBody]) -> str:
+        extracted = None
+        if body is not None:
+            with contextlib.suppress(ValueError, RecursionError):  # pydantic's ValidationError is a ValueError
+                extracted = errors.model_validate(_json(body)).message()
+        text = extracted or f"{self.provider} answered HTTP {status} without a readable error message."
         return self.relayed(text)
 
     def relayed(self, text: str) -> str:
@@ -222,13 +248,15 @@ class Upstream:
     def answer(self, response: urllib3.BaseHTTPResponse, model: type[M], call: Call) -> M:
         """The body as ``model``; a 502 for a body that is truncated, HTML, not JSON, over
         MAX_ANSWER_BYTES or of the wrong shape; a 504 when it trickles in past the call's timeout."""
-        body = self._read(response, call, MAX_ANSWER_BYTES)
+        return self.parse(self._read(response, call, MAX_ANSWER_BYTES), response.headers, model)
+
+    def parse(self, body: bytes, headers: Mapping[str, str], model: type[M]) -> M:
+        """A 2xx answer's body as ``model``, or the 502 that says what is wrong with it."""
         try:
             document = _json(body)
         except (ValueError, RecursionError):
             raise invalid_answer(
-                self.provider,
-                f"returned a body that is not valid JSON ({_media_type(response.headers)}, {len(body)} bytes)",
+                self.provider, f"returned a body that is not valid JSON ({_media_type(headers)}, {len(body)} bytes)"
             ) from None
         return parse_answer(model, document, self.provider)
 
@@ -259,7 +287,7 @@ class Upstream:
         declared = response.headers.get("content-length", "")
         if declared.isascii() and declared.isdigit() and int(declared) > limit:  # '²'.isdigit() too
             response.close()
-            raise self._too_large(limit)
+            raise self.too_large(limit)
         chunks: list[bytes] = []
         size = 0
         ends = time.monotonic() + call.timeout
@@ -267,7 +295,7 @@ class Upstream:
             for chunk in response.stream(_READ_BLOCK):
                 size += len(chunk)
                 if size > limit:
-                    raise self._too_large(limit)
+                    raise self.too_large(limit)
                 if time.monotonic() > ends:
                     raise self.timeout(call)
                 chunks.append(chunk)
@@ -283,7 +311,7 @@ class Upstream:
             for chunk in response.stream(_EVENT_BLOCK):
                 size += len(chunk)
                 if size > MAX_ANSWER_BYTES:
-                    raise self._too_large(MAX_ANSWER_BYTES)
+                    raise self.too_large(MAX_ANSWER_BYTES)
                 if time.monotonic() > ends:
                     raise self.timeout(call)
                 pending += chunk
@@ -314,7 +342,7 @@ class Upstream:
             response.close()
             response.release_conn()
 
-    def _too_large(self, limit: int) -> ProviderFailed:
+    def too_large(self, limit: int) -> ProviderFailed:
         return invalid_answer(self.provider, f"sent an answer over {limit // 1024} KiB")
 
 
@@ -335,7 +363,7 @@ class StreamedBody:
 
     def __iter__(self) -> Iterator[bytes]:
         source = self.audio.rewind()
-        if self.audio.size <= _SEND_BLOCK:  # one send instead of three, for a copy of at most one block
+        if self.audio.size <= ONE_BLOCK:  # one send instead of three, for a copy of at most one block
             yield self.head + source.read() + self.tail
             return
         if isinstance(source, io.BytesIO):
@@ -343,7 +371,7 @@ class StreamedBody:
             return
         if self.head:
             yield self.head
-        while block := source.read(_SEND_BLOCK):
+        while block := source.read(ONE_BLOCK):
             yield block
         if self.tail:
             yield self.tail
