@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeGuard, TypeVar
 
 from heimdall.config import PROVIDER_NAMES, GatewayConfig, NetworkConfig
 from heimdall.core.errors import (
@@ -25,7 +25,7 @@ from heimdall.core.errors import (
 )
 from heimdall.core.languages import language_name
 from heimdall.core.types import AudioInput, StreamEvent, Transcript, TranscriptionRequest
-from heimdall.providers.base import Capabilities, Provider, requested_fields, stream_events
+from heimdall.providers.base import Capabilities, LoopProvider, Provider, requested_fields, stream_events
 from heimdall.providers.local import MODEL as LOCAL_MODEL
 from heimdall.providers.upstream import Call
 
@@ -231,9 +231,8 @@ class Router:
         makes its call there (``transcribe_on_loop``, no proxy) and the audio is within its size limit."""
         for target in self.resolve_targets(request.model, request.fallbacks):
             provider = self.providers[target.provider]
-            serves = getattr(provider, "serves_on_loop", None)
             limit = provider.capabilities(target.model).max_file_bytes
-            if serves is None or not serves() or (limit is not None and audio.size > limit):
+            if not _serves_on_loop(provider) or (limit is not None and audio.size > limit):
                 return False
         return True
 
@@ -248,7 +247,8 @@ class Router:
         attempts: list[Attempt] = []
         primary_error: HeimdallError | None = None
         for index, target in enumerate(targets):
-            provider: Any = self.providers[target.provider]
+            provider = self.providers[target.provider]
+            assert _serves_on_loop(provider), "serves_on_loop said every target can"
             error = self._capability_error(target, provider.capabilities(target.model), request, audio, in_pieces=False)
             if error is not None:
                 attempts.append(Attempt(target.provider, target.model, error.status_code, 0))
@@ -442,6 +442,11 @@ class _Retries:
         self.retry += 1
         self._done = False
         return wait
+
+
+def _serves_on_loop(provider: Provider) -> TypeGuard[LoopProvider]:
+    serves = getattr(provider, "serves_on_loop", None)
+    return serves is not None and bool(serves())
 
 
 def _with_language(transcript: Transcript, request: TranscriptionRequest) -> Transcript:

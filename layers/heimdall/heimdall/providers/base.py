@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from heimdall.core.types import (
     AudioInput,
@@ -15,6 +15,9 @@ from heimdall.core.types import (
     TranscriptionRequest,
 )
 from heimdall.providers.upstream import Call
+
+if TYPE_CHECKING:
+    from heimdall.providers.loop_client import LoopClient
 
 ALL_FORMATS = frozenset(ResponseFormat)
 
@@ -74,7 +77,16 @@ class Provider(Protocol):
 
         A provider with a stream of its own also has ``stream(model, request, audio, call)`` returning
         an iterator of TextDelta … TextDone; errors before the iterator is returned, or from its first
-        ``next``, are retried and fall back like ``transcribe``'s.
+        ``next``, are retried and fall back like ``transcribe``'s."""
 
-        A provider that can make its call on a server's event loop also has ``serves_on_loop()`` and
-        ``async transcribe_on_loop(model, request, audio, call, client)`` (``providers/loop_client.py``)."""
+
+class LoopProvider(Provider, Protocol):
+    """A provider that can also make its call on a server's event loop (``providers/loop_client.py``)."""
+
+    def serves_on_loop(self) -> bool:
+        """Whether ``transcribe_on_loop`` may be used now (not through a proxy, say)."""
+
+    async def transcribe_on_loop(
+        self, model: str, request: TranscriptionRequest, audio: AudioInput, call: Call, client: LoopClient
+    ) -> Transcript:
+        """``transcribe``, awaited on the loop: the same answers and the same errors."""
