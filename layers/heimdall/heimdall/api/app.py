@@ -33,19 +33,20 @@ from heimdall.storage import AudioBucket
 
 
 @contextlib.asynccontextmanager
-async def _serving(app: FastAPI) -> AsyncIterator[None]:
-    """While a server (``make run``) serves the app: its client for provider calls on the event loop,
-    when aiohttp is installed. Lambda runs no lifespan: its calls keep the worker thread."""
+async def _serving(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+    """While a server (``make run``) serves the app: its client for provider calls on its event loop,
+    when aiohttp is installed, in the state its requests see (``request.state.loop_client``): a client
+    belongs to one loop, and one app may be served by several servers. Lambda runs no lifespan: its
+    calls keep the worker thread."""
     from heimdall.providers import loop_client
 
     if not loop_client.available():
-        yield
+        yield {}
         return
-    app.state.loop_client = client = loop_client.LoopClient()
+    client = loop_client.LoopClient()
     try:
-        yield
+        yield {"loop_client": client}
     finally:
-        app.state.loop_client = None
         await client.close()
 
 
@@ -67,7 +68,6 @@ def create_app(
         redirect_slashes=False,
         lifespan=_serving,
     )
-    app.state.loop_client = None  # a server's, while it serves (_serving)
     app.state.config = config
     app.state.router = Router(config, build_providers(config))
     app.state.gatekeeper = Gatekeeper(config)

@@ -162,7 +162,7 @@ async def transcribe(request: Request, deployment_id: str | None, api_version: s
             routed, cache_debug = governor.transcribe(router, ticket, audio, deadline)
             return routed, cache_debug, round((time.perf_counter() - started) * 1000)
 
-        client: LoopClient | None = request.app.state.loop_client
+        client: LoopClient | None = getattr(request.state, "loop_client", None)  # a server's (api/app.py)
         routed: RoutedTranscript | RoutedStream
         if client is not None and _on_loop(transcription, audio, router, governor):
             max_seconds = config.client_config.max_audio_seconds

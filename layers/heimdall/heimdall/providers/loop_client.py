@@ -2,30 +2,39 @@
 
 Under ``make run`` a blocking provider call is handed to a worker thread and its result handed back:
 waking the thread, the loop and anyio's bookkeeping cost more CPU than the call itself
-(docs/performance.md). A served gateway therefore makes its provider calls here, for uploads held in
-memory whose duration is known from their header, when nothing in the request needs blocking I/O
-(no governance store, no cache). Everything else — Lambda, which serves one request at a time and
-ships no aiohttp, files on disk, streams, the engine, governance — keeps the worker thread.
+(docs/performance.md). A served gateway therefore makes OpenAI-style calls here for uploads held in
+memory (at most 1 MiB) when nothing in the request needs blocking I/O (no governance store, no cache,
+no proxy). Everything else — Lambda, which runs no lifespan and ships no aiohttp, files on /tmp,
+streams, the engine, governance — keeps the worker thread.
 
-The answer is read and mapped exactly as ``Upstream`` maps it (the same sizes, the same errors, the
-same messages): only the transport differs.
-"""
+The answer is read and mapped as ``Upstream`` maps it: the same timeouts, size bounds and errors with
+the same messages (the provider tests run against both). What differs is the HTTP parser: aiohttp
+refuses some answers http.client lets through (a space before a header's colon, a Content-Length
+given twice, a coding other than gzip or deflate) with a 502, and reads a 103 or a 101st header that
+http.client refuses; a connection cut inside the headers is a dropped connection here (502
+``provider_unreachable``), where http.client reads an empty answer (502 ``invalid_provider_response``)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlencode
 
 from heimdall.core.errors import HeimdallError
-from heimdall.providers.upstream import MAX_ANSWER_BYTES, MAX_ERROR_BYTES, Call, StreamedBody, Upstream
-from heimdall.providers.wire import ErrorBody, WireModel
+from heimdall.providers.upstream import MAX_ANSWER_BYTES, MAX_ERROR_BYTES, Call, Outgoing, Upstream
+from heimdall.providers.wire import ErrorBody
 
 if TYPE_CHECKING:
     import aiohttp
 
-M = TypeVar("M", bound=WireModel)
+T = TypeVar("T")
 _READ_BLOCK = 256 * 1024
+#: An answer larger than this is parsed in a worker thread: 30 MB of word timings take a second of
+#: pydantic, which would hold every other request the loop serves.
+PARSE_ON_LOOP_BYTES = 256 * 1024
+#: http.client's limit on a header line, so both paths read the same headers.
+MAX_HEADER_LINE = 65536
 
 
 def available() -> bool:
@@ -36,75 +45,89 @@ def available() -> bool:
 
 
 class LoopClient:
-    """One aiohttp session for the server's loop: created when the server starts, closed when it stops."""
+    """One aiohttp session for one server's event loop: opened when the server starts (the app's
+    lifespan), closed when it stops."""
 
     def __init__(self) -> None:
         import aiohttp
 
         self._aiohttp = aiohttp
-        # No proxy from the environment (calls through a proxy keep the worker thread) and no cookies.
-        self.session = aiohttp.ClientSession(trust_env=False, cookie_jar=aiohttp.DummyCookieJar())
+        self.session = aiohttp.ClientSession(
+            # No cap on connections: a cap would make calls wait for one inside their timeout (the
+            # worker-thread path is bounded by its threads, the loop by the requests it serves).
+            connector=aiohttp.TCPConnector(limit=0),
+            trust_env=False,  # calls through a proxy keep the worker thread
+            cookie_jar=aiohttp.DummyCookieJar(),
+            max_line_size=MAX_HEADER_LINE,
+            max_field_size=MAX_HEADER_LINE,
+        )
 
     async def close(self) -> None:
         await self.session.close()
 
-    async def answer(
+    async def call(
         self,
         upstream: Upstream,
-        url: str,
+        outgoing: Outgoing,
         *,
         call: Call,
-        headers: Mapping[str, str],
         errors: type[ErrorBody],
-        body: StreamedBody,
-        model: type[M],
-        params: Mapping[str, str] | None = None,
-    ) -> M:
-        """POST ``body`` and return the answer as ``model``, or raise the error ``Upstream`` maps the
-        same failure to. Redirects are not followed."""
+        read: Callable[[bytes, Mapping[str, str]], T],
+    ) -> T:
+        """POST ``outgoing`` and return ``read(body, headers)`` of its 2xx answer, or raise the error
+        ``Upstream`` maps the same failure to. Timeouts as ``Upstream``'s: connecting at most 10 s, each
+        read at most ``call.timeout``, the body within ``call.timeout`` from its first byte. Redirects
+        are not followed."""
         from yarl import URL
 
         aiohttp = self._aiohttp
-        target = f"{url}?{urlencode(params)}" if params else url
-        sent = {"Accept-Encoding": "gzip, deflate", **headers}  # aiohttp adds the Content-Length
-        timeout = aiohttp.ClientTimeout(total=call.timeout, sock_connect=min(call.timeout, 10.0))
+        target = f"{outgoing.url}?{urlencode(outgoing.params)}" if outgoing.params else outgoing.url
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(call.timeout, 10.0), sock_read=call.timeout)
         try:
             async with self.session.post(
                 URL(target, encoded=True),  # the path as built: each segment is already percent-encoded
-                data=b"".join(body),  # one block: the route sends only uploads of at most 1 MiB this way
-                headers=sent,
+                data=b"".join(outgoing.body),  # one block: the route sends only uploads of at most 1 MiB here
+                headers={"Accept-Encoding": "gzip, deflate", **outgoing.headers},  # aiohttp adds Content-Length
                 allow_redirects=False,
                 timeout=timeout,
             ) as response:
                 if response.status >= 400:
                     try:
-                        error_body: bytes | None = await _read(upstream, response, MAX_ERROR_BYTES)
-                    except (HeimdallError, TimeoutError, aiohttp.ClientError, OSError):
+                        error_body: bytes | None = await _read(upstream, response, call, MAX_ERROR_BYTES)
+                    except (HeimdallError, aiohttp.ClientError, OSError):  # TimeoutError is an OSError
                         error_body = None  # oversized, cut off or too slow: the status alone speaks
                     raise upstream.error_for(response.status, response.headers, error_body, errors)
                 try:
-                    answer = await _read(upstream, response, MAX_ANSWER_BYTES)
+                    body = await _read(upstream, response, call, MAX_ANSWER_BYTES)
                 except TimeoutError:
                     raise  # a 504, below (TimeoutError is an OSError, and aiohttp's a ClientError too)
-                except (aiohttp.ClientError, OSError) as exc:
-                    raise upstream.unreachable("dropped the connection while answering", exc) from None
-                return upstream.parse(answer, response.headers, model)
+                except (aiohttp.ClientError, OSError):
+                    raise upstream.unreachable("dropped the connection while answering") from None
+                headers = response.headers
         except TimeoutError:  # asyncio's and aiohttp's timeouts are both TimeoutError on Python 3.11+
             raise upstream.timeout(call) from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise upstream.unreachable("could not be reached or dropped the connection", exc) from None
+        except (aiohttp.ClientError, OSError):
+            raise upstream.unreachable("could not be reached or dropped the connection") from None
+        if len(body) <= PARSE_ON_LOOP_BYTES:
+            return read(body, headers)
+        from starlette.concurrency import run_in_threadpool
+
+        return await run_in_threadpool(read, body, headers)
 
 
-async def _read(upstream: Upstream, response: aiohttp.ClientResponse, limit: int) -> bytes:
-    """The whole body, at most ``limit`` bytes once decoded (the session's timeout bounds the time)."""
+async def _read(upstream: Upstream, response: aiohttp.ClientResponse, call: Call, limit: int) -> bytes:
+    """The whole body, at most ``limit`` bytes once decoded, within ``call.timeout`` from its first byte."""
     declared = response.content_length
     if declared is not None and declared > limit:
         raise upstream.too_large(limit)
     chunks: list[bytes] = []
     size = 0
+    ends = time.monotonic() + call.timeout
     async for chunk in response.content.iter_chunked(_READ_BLOCK):
         size += len(chunk)
         if size > limit:
             raise upstream.too_large(limit)
+        if time.monotonic() > ends:
+            raise upstream.timeout(call)
         chunks.append(chunk)
     return b"".join(chunks)

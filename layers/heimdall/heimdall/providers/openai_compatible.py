@@ -9,7 +9,7 @@ through the one canonical transcript.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from heimdall.config import KeyConfig
@@ -189,11 +189,12 @@ class OpenAICompatibleProvider(HttpProvider):
         self, model: str, request: TranscriptionRequest, audio: AudioInput, call: Call, client: LoopClient
     ) -> Transcript:
         """``transcribe`` with the call made on the server's event loop (``loop_client``)."""
-        url, headers, params, body = self._request(model, openai_fields(model, request, upstream_format(request)),
-                                                   audio, stream=False)  # fmt: skip
-        answer = await client.answer(self.upstream, url, call=call, headers=headers, errors=OpenAIErrorBody,
-                                     body=body, model=OpenAITranscription, params=params)  # fmt: skip
-        return answer.canonical()
+        outgoing = self._request(model, openai_fields(model, request, upstream_format(request)), audio, stream=False)
+
+        def read(body: bytes, headers: Mapping[str, str]) -> Transcript:
+            return self.upstream.parse(body, headers, OpenAITranscription).canonical()
+
+        return await client.call(self.upstream, outgoing, call=call, errors=OpenAIErrorBody, read=read)
 
     def stream(self, model: str, request: TranscriptionRequest, audio: AudioInput, call: Call) -> Iterator[StreamEvent]:
         """OpenAI's transcription stream (gpt-4o-*-transcribe), translated event by event; other models

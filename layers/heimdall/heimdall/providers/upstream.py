@@ -166,7 +166,7 @@ class Upstream:
         """POST and return a 2xx response whose body is still to be read (``answer`` or ``events``),
         or raise the mapped error. Redirects are not followed: a provider's API does not move."""
         import urllib3
-        from urllib3.exceptions import HTTPError, TimeoutError
+        from urllib3.exceptions import HTTPError, NewConnectionError, TimeoutError
 
         sent = {"Accept-Encoding": "gzip, deflate", **headers}
         if isinstance(data, StreamedBody):
@@ -187,10 +187,12 @@ class Upstream:
             else:
                 pool, path = direct
                 response = pool.urlopen("POST", path, assert_same_host=False, **options)
+        except NewConnectionError:  # refused at once: urllib3 makes it a ConnectTimeoutError too, not a 504
+            raise self.unreachable("could not be reached or dropped the connection") from None
         except TimeoutError:
             raise self.timeout(call) from None
-        except (HTTPError, OSError) as exc:
-            raise self.unreachable("could not be reached or dropped the connection", exc) from None
+        except (HTTPError, OSError):
+            raise self.unreachable("could not be reached or dropped the connection") from None
         if response.status >= 400:
             raise self.error_from(response, errors, call)
         return response
@@ -198,11 +200,10 @@ class Upstream:
     def timeout(self, call: Call) -> ProviderTimeout:
         return ProviderTimeout(f"{self.provider} did not answer within {call.timeout:.1f} s.", provider=self.provider)
 
-    def unreachable(self, what: str, exc: Exception) -> ProviderFailed:
-        """A connection that failed or broke: Heimdall's own 502 (the provider said nothing)."""
-        return ProviderFailed(
-            f"{self.provider} {what} ({type(exc).__name__}).", code="provider_unreachable", provider=self.provider
-        )
+    def unreachable(self, what: str) -> ProviderFailed:
+        """A connection that failed or broke: Heimdall's own 502 (the provider said nothing). The message
+        names what happened, not the HTTP client's exception, so both ways of calling say the same."""
+        return ProviderFailed(f"{self.provider} {what}.", code="provider_unreachable", provider=self.provider)
 
     def error_from(self, response: urllib3.BaseHTTPResponse, errors: type[ErrorBody], call: Call) -> HeimdallError:
         try:
@@ -336,8 +337,8 @@ class Upstream:
             yield
         except ReadTimeoutError:
             raise self.timeout(call) from None
-        except (HTTPError, OSError) as exc:
-            raise self.unreachable("dropped the connection while answering", exc) from None
+        except (HTTPError, OSError):
+            raise self.unreachable("dropped the connection while answering") from None
         finally:
             response.close()
             response.release_conn()
@@ -415,8 +416,9 @@ class HttpProvider:
 def _retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds to wait: Azure's ``retry-after-ms`` first, then ``Retry-After`` in seconds."""
     for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        first = (headers.get(name) or "nan").split(",", 1)[0]  # a header sent twice reads "1, 1" in urllib3
         try:
-            seconds = float(headers.get(name) or "nan") / scale
+            seconds = float(first) / scale
         except ValueError:
             continue  # an HTTP date: treat as unknown
         if math.isfinite(seconds):  # inf, nan, 1e400: not a wait anyone can honour
