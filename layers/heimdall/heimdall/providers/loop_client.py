@@ -16,13 +16,12 @@ http.client refuses; a connection cut inside the headers is a dropped connection
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlencode
 
 from heimdall.core.errors import HeimdallError
-from heimdall.providers.upstream import MAX_ANSWER_BYTES, MAX_ERROR_BYTES, Call, Outgoing, Upstream
+from heimdall.providers.upstream import MAX_ANSWER_BYTES, MAX_ERROR_BYTES, BoundedBody, Call, Outgoing, Upstream
 from heimdall.providers.wire import ErrorBody
 
 if TYPE_CHECKING:
@@ -120,14 +119,7 @@ async def _read(upstream: Upstream, response: aiohttp.ClientResponse, call: Call
     declared = response.content_length
     if declared is not None and declared > limit:
         raise upstream.too_large(limit)
-    chunks: list[bytes] = []
-    size = 0
-    ends = time.monotonic() + call.timeout
+    body = BoundedBody(upstream, call, limit)
     async for chunk in response.content.iter_chunked(_READ_BLOCK):
-        size += len(chunk)
-        if size > limit:
-            raise upstream.too_large(limit)
-        if time.monotonic() > ends:
-            raise upstream.timeout(call)
-        chunks.append(chunk)
-    return b"".join(chunks)
+        body.add(chunk)
+    return body.value()

@@ -289,18 +289,11 @@ class Upstream:
         if declared.isascii() and declared.isdigit() and int(declared) > limit:  # '²'.isdigit() too
             response.close()
             raise self.too_large(limit)
-        chunks: list[bytes] = []
-        size = 0
-        ends = time.monotonic() + call.timeout
+        body = BoundedBody(self, call, limit)
         with self._reading(response, call):
             for chunk in response.stream(_READ_BLOCK):
-                size += len(chunk)
-                if size > limit:
-                    raise self.too_large(limit)
-                if time.monotonic() > ends:
-                    raise self.timeout(call)
-                chunks.append(chunk)
-        return b"".join(chunks)
+                body.add(chunk)
+        return body.value()
 
     def _data_lines(self, response: urllib3.BaseHTTPResponse, call: Call) -> Iterator[bytes]:
         """The ``data:`` payloads of an event stream; each line at most MAX_EVENT_BYTES, the whole
@@ -345,6 +338,28 @@ class Upstream:
 
     def too_large(self, limit: int) -> ProviderFailed:
         return invalid_answer(self.provider, f"sent an answer over {limit // 1024} KiB")
+
+
+class BoundedBody:
+    """An answer's body as it arrives: at most ``limit`` bytes (decoded), within ``call.timeout`` from
+    its first byte, or the 502 / 504 that says which bound it passed."""
+
+    def __init__(self, upstream: Upstream, call: Call, limit: int) -> None:
+        self.upstream, self.call, self.limit = upstream, call, limit
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.ends = time.monotonic() + call.timeout
+
+    def add(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self.limit:
+            raise self.upstream.too_large(self.limit)
+        if time.monotonic() > self.ends:
+            raise self.upstream.timeout(self.call)
+        self.chunks.append(chunk)
+
+    def value(self) -> bytes:
+        return b"".join(self.chunks)
 
 
 class StreamedBody:
