@@ -91,7 +91,7 @@ def upstreams() -> Iterator[Upstreams]:
 @pytest.fixture(scope="session", params=["calls on the event loop", "calls in a worker thread"])
 def provider_gateway(upstreams: Upstreams, request: pytest.FixtureRequest) -> Iterator[str]:
     """A gateway configured with every provider, each pointed at its fake upstream; served as ``make
-    run`` serves it (OpenAI-style calls of small uploads on the event loop, providers/loop_client.py),
+    run`` serves it (provider calls of small uploads on the event loop, providers/loop_client.py),
     and without its lifespan, as in Lambda (every call in a worker thread)."""
     lifespan = "auto" if request.param == "calls on the event loop" else "off"
     with serve(create_app(upstreams.config()), lifespan=lifespan) as url:

@@ -1,4 +1,4 @@
-"""A served gateway (``make run``) makes OpenAI-style provider calls on its event loop, so they need no
+"""A served gateway (``make run``) makes its provider calls on its event loop, so they need no
 worker thread: it keeps answering them while every worker thread is taken (by slow blocking work
 elsewhere), and what it answers and logs is what the worker-thread path answers and logs. The faults
 and wrong shapes of every provider run against both paths (the ``provider_gateway`` fixture)."""
@@ -18,7 +18,6 @@ import pytest
 
 from heimdall.api.app import create_app
 from tests.conftest import LogCapture
-from tests.fakes.base import SPOKEN
 from tests.support.servers import serve
 from tests.support.speech import FILES
 from tests.support.upstreams import Upstreams
@@ -56,17 +55,33 @@ def busy_gateway(fakes: Upstreams) -> Iterator[str]:
             release.set()
 
 
-def test_openai_calls_are_answered_while_every_worker_thread_is_taken(busy_gateway: str, logs: LogCapture) -> None:
+#: Every provider whose call goes on the loop (Gemini's body is built as it is sent: its calls block).
+ON_THE_LOOP = [
+    "openai/whisper-1",
+    "azure/whisper-1",
+    "groq/whisper-large-v3",
+    "openai-compatible/whisper",
+    "mistral/voxtral-mini-latest",
+    "elevenlabs/scribe_v1",
+    "deepgram/nova-3",
+]
+
+
+@pytest.mark.parametrize("target", ON_THE_LOOP)
+def test_calls_are_answered_while_every_worker_thread_is_taken(
+    busy_gateway: str, logs: LogCapture, target: str
+) -> None:
     assert httpx.post(f"{busy_gateway}{OCCUPY}").status_code == 204
     response = httpx.post(
         f"{busy_gateway}/v1/audio/transcriptions",
         files={"file": ("hello.wav", FILES["hello"].read_bytes(), "audio/wav")},
-        data={"model": "openai/whisper-1", "response_format": "verbose_json"},
+        data={"model": target, "response_format": "verbose_json"},
         timeout=10,  # a call waiting for a worker thread would wait until the test ends
     )
     assert response.status_code == 200, response.text
-    assert response.json()["text"] == SPOKEN
-    assert response.json()["extra_fields"]["provider"] == "openai"
+    assert response.json()["text"].strip()
+    provider = target.partition("/")[0]
+    assert response.json()["extra_fields"]["provider"] == provider
     line = logs.request(response.headers["x-request-id"])
-    assert (line["provider"], line["model_deployment"], line["status"]) == ("openai", "whisper-1", 200)
+    assert (line["provider"], line["status"]) == (provider, 200)
     assert line["audio_seconds"] == pytest.approx(4.2, abs=0.1)  # counted on the loop from the WAV's bytes

@@ -21,8 +21,8 @@ from heimdall.core.languages import language_name
 from heimdall.core.segments import segments_from_words
 from heimdall.core.types import AudioInput, Segment, Transcript, TranscriptionRequest, Usage, Word
 from heimdall.providers.base import Capabilities
-from heimdall.providers.upstream import Call, HttpProvider, StreamedBody
-from heimdall.providers.wire import ErrorBody, Seconds, Timeline, WireModel
+from heimdall.providers.upstream import Exchange, HttpProvider, Outgoing, StreamedBody
+from heimdall.providers.wire import ErrorBody, Seconds, Timeline, TranscriptAnswer, WireModel
 
 MAX_FILE_BYTES = 2 * 1024 * 1024 * 1024
 
@@ -70,7 +70,7 @@ class DeepgramMetadata(WireModel):
     duration: Seconds | None = None
 
 
-class DeepgramTranscription(WireModel):
+class DeepgramTranscription(TranscriptAnswer):
     metadata: DeepgramMetadata = Field(default_factory=DeepgramMetadata)
     results: DeepgramResults
 
@@ -107,7 +107,7 @@ class DeepgramProvider(HttpProvider):
             unsupported_fields=frozenset({"prompt", "temperature", "chunking_strategy", "include[]"}),
         )
 
-    def transcribe(self, model: str, request: TranscriptionRequest, audio: AudioInput, call: Call) -> Transcript:
+    def exchange(self, model: str, request: TranscriptionRequest, audio: AudioInput) -> Exchange:
         key = self.key_for(model)
         params = {"model": model, "smart_format": "true", "punctuate": "true", "utterances": "true"}
         if request.language:
@@ -115,16 +115,11 @@ class DeepgramProvider(HttpProvider):
         else:
             params["detect_language"] = "true"
         content_type = sniffed_media_type(audio)  # the client's own type may be any well-formed one
-        response = self.upstream.post(
-            self.upstream.base_url + "/v1/listen",
-            call=call,
-            params=params,
-            headers={
-                "Authorization": f"Token {key.value.get_secret_value()}",
-                "Content-Type": content_type,
-                "Accept": "application/json",
-            },
-            data=StreamedBody(audio, content_type),  # the audio itself, streamed from the upload
-            errors=DeepgramErrorBody,
-        )
-        return self.upstream.answer(response, DeepgramTranscription, call).canonical()
+        headers = {
+            "Authorization": f"Token {key.value.get_secret_value()}",
+            "Content-Type": content_type,
+            "Accept": "application/json",
+        }
+        body = StreamedBody(audio, content_type)  # the audio itself, streamed from the upload
+        outgoing = Outgoing(self.upstream.base_url + "/v1/listen", headers, params, body)
+        return Exchange(outgoing, DeepgramErrorBody, DeepgramTranscription)

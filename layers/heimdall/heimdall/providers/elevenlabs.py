@@ -19,8 +19,8 @@ from heimdall.core.languages import language_name
 from heimdall.core.segments import segments_from_words
 from heimdall.core.types import AudioInput, Transcript, TranscriptionRequest, Usage, Word
 from heimdall.providers.base import Capabilities
-from heimdall.providers.upstream import Call, HttpProvider, multipart
-from heimdall.providers.wire import ErrorBody, Seconds, Timeline, WireModel
+from heimdall.providers.upstream import Exchange, HttpProvider, Outgoing, multipart
+from heimdall.providers.wire import ErrorBody, Seconds, Timeline, TranscriptAnswer, WireModel
 
 MAX_FILE_BYTES = 3 * 1024 * 1024 * 1024
 # ElevenLabs reports ISO 639-3; the names Heimdall reports come from ISO 639-1.
@@ -61,7 +61,7 @@ class ElevenLabsWord(WireModel):
     end: Seconds | None = None
 
 
-class ElevenLabsTranscription(WireModel):
+class ElevenLabsTranscription(TranscriptAnswer):
     text: str
     language_code: str | None = None
     words: Timeline[ElevenLabsWord] = Field(default_factory=list)
@@ -95,7 +95,7 @@ class ElevenLabsProvider(HttpProvider):
             max_file_bytes=MAX_FILE_BYTES, unsupported_fields=frozenset({"prompt", "chunking_strategy", "include[]"})
         )
 
-    def transcribe(self, model: str, request: TranscriptionRequest, audio: AudioInput, call: Call) -> Transcript:
+    def exchange(self, model: str, request: TranscriptionRequest, audio: AudioInput) -> Exchange:
         key = self.key_for(model)
         fields: list[tuple[str, str]] = [("model_id", model), ("timestamps_granularity", "word")]
         if request.language:
@@ -103,11 +103,6 @@ class ElevenLabsProvider(HttpProvider):
         if request.temperature is not None:
             fields.append(("temperature", repr(request.temperature)))
         body = multipart(fields, audio)
-        response = self.upstream.post(
-            self.upstream.base_url + "/v1/speech-to-text",
-            call=call,
-            headers={"xi-api-key": key.value.get_secret_value(), "Content-Type": body.content_type},
-            data=body,
-            errors=ElevenLabsErrorBody,
-        )
-        return self.upstream.answer(response, ElevenLabsTranscription, call).canonical()
+        headers = {"xi-api-key": key.value.get_secret_value(), "Content-Type": body.content_type}
+        outgoing = Outgoing(self.upstream.base_url + "/v1/speech-to-text", headers, None, body)
+        return Exchange(outgoing, ElevenLabsErrorBody, ElevenLabsTranscription)

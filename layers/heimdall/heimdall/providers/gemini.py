@@ -152,6 +152,9 @@ class GeminiProvider(HttpProvider):
             unsupported_fields=frozenset({"chunking_strategy", "include[]"}),
         )
 
+    def serves_on_loop(self) -> bool:
+        return False  # its body is JSON, the audio base64-encoded as it is sent: its calls stay blocking
+
     def transcribe(self, model: str, request: TranscriptionRequest, audio: AudioInput, call: Call) -> Transcript:
         key = self.key_for(model)
         mime_type = audio.content_type

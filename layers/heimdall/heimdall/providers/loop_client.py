@@ -2,10 +2,11 @@
 
 Under ``make run`` a blocking provider call is handed to a worker thread and its result handed back:
 waking the thread, the loop and anyio's bookkeeping cost more CPU than the call itself
-(docs/performance.md). A served gateway therefore makes OpenAI-style calls here for uploads held in
-memory (at most 1 MiB) when nothing in the request needs blocking I/O (no governance store, no cache,
-no proxy). Everything else — Lambda, which runs no lifespan and ships no aiohttp, files on /tmp,
-streams, the engine, governance — keeps the worker thread.
+(docs/performance.md). A served gateway therefore makes provider calls here (each HTTP provider but
+Gemini describes its one call as an ``Exchange``) for uploads held in memory (at most 1 MiB) when
+nothing in the request needs blocking I/O (no governance store, no cache, no proxy). Everything
+else — Lambda, which runs no lifespan and ships no aiohttp, files on /tmp, streams, the engine,
+governance — keeps the worker thread.
 
 The answer is read and mapped as ``Upstream`` maps it: the same timeouts, size bounds and errors with
 the same messages (the provider tests run against both). What differs is the HTTP parser: aiohttp

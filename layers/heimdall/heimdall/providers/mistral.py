@@ -11,7 +11,6 @@ serves it) rather than silently dropped.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from pydantic import AliasChoices, Field
 
@@ -30,8 +29,8 @@ from heimdall.core.types import (
 )
 from heimdall.providers.base import Capabilities
 from heimdall.providers.openai_compatible import SEGMENT_FORMATS
-from heimdall.providers.upstream import Call, HttpProvider, multipart
-from heimdall.providers.wire import Count, OpenAIErrorBody, Seconds, Timeline, WireModel
+from heimdall.providers.upstream import Call, Exchange, HttpProvider, Outgoing, multipart
+from heimdall.providers.wire import Count, OpenAIErrorBody, Seconds, Timeline, TranscriptAnswer, WireModel
 
 MAX_FILE_BYTES = 1024 * 1024 * 1024
 
@@ -71,7 +70,7 @@ class MistralUsage(WireModel):
     total_tokens: Count | None = None
 
 
-class MistralTranscription(WireModel):
+class MistralTranscription(TranscriptAnswer):
     """The answer, and the stream's ``transcription.done`` event."""
 
     text: str
@@ -128,7 +127,7 @@ class MistralProvider(HttpProvider):
             max_file_bytes=MAX_FILE_BYTES, unsupported_fields=frozenset({"prompt", "chunking_strategy", "include[]"})
         )
 
-    def _post(self, model: str, request: TranscriptionRequest, audio: AudioInput, call: Call, *, stream: bool) -> Any:
+    def _outgoing(self, model: str, request: TranscriptionRequest, audio: AudioInput, *, stream: bool) -> Outgoing:
         key = self.key_for(model)
         fields: list[tuple[str, str]] = [("model", model)]
         if request.language:
@@ -142,26 +141,21 @@ class MistralProvider(HttpProvider):
         if stream:
             fields.append(("stream", "true"))
         body = multipart(fields, audio)
-        return self.upstream.post(
-            self.upstream.base_url + "/v1/audio/transcriptions",
-            call=call,
-            headers={
-                "Authorization": f"Bearer {key.value.get_secret_value()}",
-                "Content-Type": body.content_type,
-                "Accept": "text/event-stream" if stream else "application/json",
-            },
-            data=body,
-            errors=MistralErrorBody,
-        )
+        headers = {
+            "Authorization": f"Bearer {key.value.get_secret_value()}",
+            "Content-Type": body.content_type,
+            "Accept": "text/event-stream" if stream else "application/json",
+        }
+        return Outgoing(self.upstream.base_url + "/v1/audio/transcriptions", headers, None, body)
 
-    def transcribe(self, model: str, request: TranscriptionRequest, audio: AudioInput, call: Call) -> Transcript:
-        response = self._post(model, request, audio, call, stream=False)
-        return self.upstream.answer(response, MistralTranscription, call).canonical()
+    def exchange(self, model: str, request: TranscriptionRequest, audio: AudioInput) -> Exchange:
+        return Exchange(self._outgoing(model, request, audio, stream=False), MistralErrorBody, MistralTranscription)
 
     def stream(self, model: str, request: TranscriptionRequest, audio: AudioInput, call: Call) -> Iterator[StreamEvent]:
         """Mistral's stream: ``transcription.text.delta`` events (``text``), then ``transcription.done``
         (the whole answer); ``transcription.language`` and ``transcription.segment`` carry nothing new."""
-        response = self._post(model, request, audio, call, stream=True)
+        url, headers, _, body = self._outgoing(model, request, audio, stream=True)
+        response = self.upstream.post(url, call=call, headers=headers, data=body, errors=MistralErrorBody)
         return self._translate(self.upstream.events(response, STREAM_EVENTS, call))
 
     def _translate(self, events: Iterator[WireModel]) -> Iterator[StreamEvent]:

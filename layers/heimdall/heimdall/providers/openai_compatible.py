@@ -9,8 +9,7 @@ through the one canonical transcript.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
 
 from heimdall.config import KeyConfig
 from heimdall.core.errors import ProviderFailed
@@ -29,11 +28,8 @@ from heimdall.core.types import (
     Word,
 )
 from heimdall.providers.base import Capabilities, stream_from_transcript
-from heimdall.providers.upstream import Call, HttpProvider, Outgoing, multipart
-from heimdall.providers.wire import Count, OpenAIErrorBody, Seconds, Timeline, WireModel
-
-if TYPE_CHECKING:
-    from heimdall.providers.loop_client import LoopClient
+from heimdall.providers.upstream import Call, Exchange, HttpProvider, Outgoing, multipart
+from heimdall.providers.wire import Count, OpenAIErrorBody, Seconds, Timeline, TranscriptAnswer, WireModel
 
 SEGMENT_FORMATS = frozenset({ResponseFormat.SRT, ResponseFormat.VTT, ResponseFormat.VERBOSE_JSON})
 
@@ -104,7 +100,7 @@ class OpenAIUsage(WireModel):
         return Usage.model_validate(self.model_dump(exclude_none=True))
 
 
-class OpenAITranscription(WireModel):
+class OpenAITranscription(TranscriptAnswer):
     """The ``json`` and ``verbose_json`` bodies."""
 
     text: str
@@ -165,7 +161,7 @@ class OpenAICompatibleProvider(HttpProvider):
     def params(self, key: KeyConfig) -> dict[str, str] | None:
         return None
 
-    def _request(self, model: str, fields: list[tuple[str, str]], audio: AudioInput, *, stream: bool) -> Outgoing:
+    def _outgoing(self, model: str, fields: list[tuple[str, str]], audio: AudioInput, *, stream: bool) -> Outgoing:
         key = self.key_for(model) if self.config.keys else None
         body = multipart(fields, audio)
         headers = {"Content-Type": body.content_type, "Accept": "text/event-stream" if stream else "application/json"}
@@ -173,28 +169,9 @@ class OpenAICompatibleProvider(HttpProvider):
             headers.update(self.auth_headers(key))
         return Outgoing(self.url(key, model), headers, self.params(key) if key is not None else None, body)
 
-    def _post(self, model: str, fields: list[tuple[str, str]], audio: AudioInput, call: Call, *, stream: bool) -> Any:
-        url, headers, params, body = self._request(model, fields, audio, stream=stream)
-        return self.upstream.post(url, call=call, headers=headers, params=params, data=body, errors=OpenAIErrorBody)
-
-    def transcribe(self, model: str, request: TranscriptionRequest, audio: AudioInput, call: Call) -> Transcript:
-        response = self._post(model, openai_fields(model, request, upstream_format(request)), audio, call, stream=False)
-        return self.upstream.answer(response, OpenAITranscription, call).canonical()
-
-    def serves_on_loop(self) -> bool:
-        """Whether ``transcribe_on_loop`` may be used: not through a proxy (those calls stay blocking)."""
-        return not (self.upstream.proxied("http://") or self.upstream.proxied("https://"))
-
-    async def transcribe_on_loop(
-        self, model: str, request: TranscriptionRequest, audio: AudioInput, call: Call, client: LoopClient
-    ) -> Transcript:
-        """``transcribe`` with the call made on the server's event loop (``loop_client``)."""
-        outgoing = self._request(model, openai_fields(model, request, upstream_format(request)), audio, stream=False)
-
-        def read(body: bytes, headers: Mapping[str, str]) -> Transcript:
-            return self.upstream.parse(body, headers, OpenAITranscription).canonical()
-
-        return await client.call(self.upstream, outgoing, call=call, errors=OpenAIErrorBody, read=read)
+    def exchange(self, model: str, request: TranscriptionRequest, audio: AudioInput) -> Exchange:
+        fields = openai_fields(model, request, upstream_format(request))
+        return Exchange(self._outgoing(model, fields, audio, stream=False), OpenAIErrorBody, OpenAITranscription)
 
     def stream(self, model: str, request: TranscriptionRequest, audio: AudioInput, call: Call) -> Iterator[StreamEvent]:
         """OpenAI's transcription stream (gpt-4o-*-transcribe), translated event by event; other models
@@ -202,7 +179,8 @@ class OpenAICompatibleProvider(HttpProvider):
         if not self.capabilities(model).streaming:
             return stream_from_transcript(self.transcribe(model, request, audio, call))
         fields = [*openai_fields(model, request, "json"), ("stream", "true")]
-        response = self._post(model, fields, audio, call, stream=True)
+        url, headers, params, body = self._outgoing(model, fields, audio, stream=True)
+        response = self.upstream.post(url, call=call, headers=headers, params=params, data=body, errors=OpenAIErrorBody)
         return self._translate(self.upstream.events(response, STREAM_EVENTS, call))
 
     def _translate(self, events: Iterator[WireModel]) -> Iterator[StreamEvent]:

@@ -35,11 +35,13 @@ from heimdall.core.errors import (
     ProviderTimeout,
     RateLimited,
 )
-from heimdall.core.types import AudioInput
-from heimdall.providers.wire import ErrorBody, WireModel, invalid_answer, parse_answer
+from heimdall.core.types import AudioInput, Transcript, TranscriptionRequest
+from heimdall.providers.wire import ErrorBody, TranscriptAnswer, WireModel, invalid_answer, parse_answer
 
 if TYPE_CHECKING:
     import urllib3
+
+    from heimdall.providers.loop_client import LoopClient
 
 M = TypeVar("M", bound=WireModel)
 _REDACTED = "[redacted]"
@@ -70,6 +72,16 @@ class Outgoing(NamedTuple):
     headers: dict[str, str]
     params: dict[str, str] | None
     body: StreamedBody
+
+
+class Exchange(NamedTuple):
+    """One transcription call, described: what goes upstream, how the provider's errors read, and
+    what its answer is. Either way of calling (``HttpProvider.transcribe``, ``transcribe_on_loop``)
+    makes it."""
+
+    outgoing: Outgoing
+    errors: type[ErrorBody]
+    answer: type[TranscriptAnswer]
 
 
 def choose_key(name: str, keys: list[KeyConfig], model: str) -> KeyConfig:
@@ -426,6 +438,32 @@ class HttpProvider:
 
     def key_for(self, model: str) -> KeyConfig:
         return choose_key(self.name, self.config.keys, model)
+
+    def exchange(self, model: str, request: TranscriptionRequest, audio: AudioInput) -> Exchange:
+        """The one call that transcribes ``audio``; a provider whose transcription takes another shape
+        overrides ``transcribe`` instead (and ``serves_on_loop``)."""
+        raise NotImplementedError(f"{self.name} makes its own calls")
+
+    def transcribe(self, model: str, request: TranscriptionRequest, audio: AudioInput, call: Call) -> Transcript:
+        exchange = self.exchange(model, request, audio)
+        url, headers, params, body = exchange.outgoing
+        response = self.upstream.post(url, call=call, headers=headers, params=params, data=body, errors=exchange.errors)
+        return self.upstream.answer(response, exchange.answer, call).canonical()
+
+    def serves_on_loop(self) -> bool:
+        """Whether ``transcribe_on_loop`` may be used: not through a proxy (those calls stay blocking)."""
+        return not (self.upstream.proxied("http://") or self.upstream.proxied("https://"))
+
+    async def transcribe_on_loop(
+        self, model: str, request: TranscriptionRequest, audio: AudioInput, call: Call, client: LoopClient
+    ) -> Transcript:
+        """``transcribe`` with the call made on the server's event loop (``providers/loop_client.py``)."""
+        exchange = self.exchange(model, request, audio)
+
+        def read(body: bytes, headers: Mapping[str, str]) -> Transcript:
+            return self.upstream.parse(body, headers, exchange.answer).canonical()
+
+        return await client.call(self.upstream, exchange.outgoing, call=call, errors=exchange.errors, read=read)
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:

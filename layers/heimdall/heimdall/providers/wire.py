@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from heimdall.core.errors import ProviderFailed
+from heimdall.core.types import Transcript
 
 #: No transcribed audio runs longer than a year: a larger time is a broken answer, not a long file.
 MAX_SECONDS = 366 * 24 * 3600.0
@@ -40,6 +41,13 @@ class WireModel(BaseModel):
     """The base of every provider answer model: unknown fields ignored, numbers finite."""
 
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False, frozen=True, defer_build=True)
+
+
+class TranscriptAnswer(WireModel):
+    """A provider's whole transcription answer; ``canonical()`` is Heimdall's transcript of it."""
+
+    def canonical(self) -> Transcript:
+        raise NotImplementedError
 
 
 class ErrorBody(WireModel):
