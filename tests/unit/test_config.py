@@ -115,3 +115,55 @@ def test_each_small_example_needs_one_key_and_its_aliases_resolve(
     assert config.deployments
     for alias, targets in config.deployments.items():
         assert [str(t) for t in router.resolve_targets(alias)] == targets
+
+
+#: Base URLs both HTTP clients would send differently, or not at all: refused at start-up.
+BAD_BASE_URLS = {
+    "user and password": "https://user:pw-s3cret@api.example.com",
+    "a query": "https://api.example.com/v1?key=s3cret",
+    "a fragment": "https://api.example.com/v1#s3cret",
+    "a space in the path": "https://api.example.com/my proxy/v1",
+    "non-ASCII in the path": "https://api.example.com/pröxy",
+    "a bad escape": "https://api.example.com/%zz",
+    "another scheme": "ftp://api.example.com",
+    "a line break": "https://api.example.com/v1\r\nX-Injected: 1",
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_BASE_URLS))
+def test_a_base_url_clients_cannot_send_alike_is_refused_without_echoing_it(name: str) -> None:
+    from heimdall.providers.registry import build_providers
+
+    url = BAD_BASE_URLS[name]
+    for provider, block in (
+        ("openai-compatible", {"network_config": {"base_url": url}}),
+        ("azure", {"keys": [{"value": "k" * 32, "azure_key_config": {"endpoint": url}}]}),
+    ):
+        config = {"providers": {provider: block}}
+        with pytest.raises(ConfigError) as caught:
+            build_providers(parse_config(config))
+        assert "http(s)://host[:port][/path]" in str(caught.value), caught.value
+        assert "s3cret" not in str(caught.value) and url not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1:8000", "https://api.groq.com/openai", "http://[::1]:9000/v1", "https://my_res.openai.azure.com/",
+     "https://gw.example.com/a%2Fb/v1"],
+)  # fmt: skip
+def test_an_ordinary_base_url_is_taken(url: str) -> None:
+    config = parse_config({"providers": {"openai-compatible": {"network_config": {"base_url": url}}}})
+    assert config.providers["openai-compatible"].network_config.base_url == url
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["sk-live-0123456789abcdef\n", " sk-live-0123456789abcdef", "sk-live-0123\t456789", "sk-live-0123\u0251bcdef"],
+)
+def test_a_provider_key_that_cannot_travel_in_a_header_is_refused_without_echoing_it(key: str) -> None:
+    """A line break pasted with a key made http.client refuse the header with the key in its message,
+    which reached the log; a key outside Latin-1 was a 500 on every call."""
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"providers": {"openai": {"keys": [{"value": key}]}}})
+    assert "providers.openai.keys[0].value" in str(caught.value)
+    assert "0123" not in str(caught.value)

@@ -51,6 +51,32 @@ def _target(value: str) -> str:
     return value
 
 
+_BASE_URL = re.compile(
+    r"https?://(\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9._-]{1,253})(:[0-9]{1,5})?"
+    r"(/([A-Za-z0-9._~!$&'()*+,;=:@/-]|%[0-9A-Fa-f]{2})*)?"
+)
+
+
+def _base_url(value: str) -> str:
+    if not _BASE_URL.fullmatch(value):
+        raise ValueError(
+            "expected http(s)://host[:port][/path]: no user:password, query or fragment, and a path of ASCII "
+            "characters that need no escaping (or %XX escapes)"
+        )
+    return value
+
+
+def _header_value(value: SecretStr) -> SecretStr:
+    secret = value.get_secret_value()
+    if not secret.isascii() or not secret.isprintable() or secret != secret.strip():
+        raise ValueError("expected printable ASCII with no spaces around it (a line break pasted with a key?)")
+    return value
+
+
+#: A provider's origin and path prefix, sent byte for byte by either HTTP client.
+BaseUrl = Annotated[str, AfterValidator(_base_url)]
+#: A provider key: it travels in a header, which takes printable ASCII only.
+ProviderKey = Annotated[SecretStr, AfterValidator(_header_value)]
 #: A name a client may send (an alias, a default model, an Azure deployment): the rule clients are held to.
 ModelName = Annotated[str, AfterValidator(_model_name)]
 #: One entry of a ``deployments`` list: ``provider/model``.
@@ -69,7 +95,7 @@ class _Strict(BaseModel):
 
 
 class NetworkConfig(_Strict):
-    base_url: str | None = None
+    base_url: BaseUrl | None = None
     default_request_timeout_in_seconds: float = Field(default=120, gt=0)
     max_retries: int = Field(default=2, ge=0, le=10)
     retry_backoff_initial: int = Field(default=500, ge=0)  # milliseconds
@@ -79,7 +105,7 @@ class NetworkConfig(_Strict):
 class KeyConfig(_Strict):
     model_config = ConfigDict(extra="allow", frozen=True)  # provider-specific blocks (azure_key_config…)
     name: str | None = None
-    value: SecretStr
+    value: ProviderKey
     models: list[str] = Field(default=[])
     weight: float = Field(default=1.0, ge=0)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from heimdall.config import KeyConfig, ModelName
+from heimdall.config import BaseUrl, KeyConfig, ModelName
 from heimdall.providers.base import Capabilities
 from heimdall.providers.openai import openai_capabilities
 from heimdall.providers.openai_compatible import OpenAICompatibleProvider
@@ -24,7 +24,7 @@ DEFAULT_API_VERSION = "2024-10-21"
 
 class AzureKeyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    endpoint: str
+    endpoint: BaseUrl
     api_version: str = DEFAULT_API_VERSION
     deployments: dict[ModelName, ModelName] = Field(default_factory=dict)  # model → Azure deployment
 
