@@ -422,7 +422,7 @@ class _Retries:
                 provider=self.target.provider,
             )
             return None
-        return Call(timeout=min(self.network.default_request_timeout_in_seconds, remaining))
+        return Call.lasting(min(self.network.default_request_timeout_in_seconds, remaining))
 
     def failed(self, error: HeimdallError, started: float) -> float | None:
         """Records a failed call; the seconds to wait before the next one, or None when there is none."""

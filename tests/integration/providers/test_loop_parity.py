@@ -115,14 +115,31 @@ def test_a_header_line_of_9000_bytes_is_read(path: str) -> None:
 
 
 @paths
-def test_headers_and_body_each_within_the_timeout_are_read(path: str) -> None:
-    """Headers after 1.2 s, then the body over 1.2 s (timeout 2 s): each read, and the body from its first
-    byte, are within the timeout, on either path (the two together are not)."""
+def test_a_call_is_timed_as_a_whole(path: str) -> None:
+    """Headers after 1.2 s, then the body over 1.2 s (timeout 2 s): each read is within the timeout, the
+    call is not — a 504 either way, so no attempt outlives its share of the request's budget."""
     head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(OK_BODY)
     script = sleep_then((1.2, head), *[(1.2 / len(OK_BODY), bytes([b])) for b in OK_BODY])
+    started = time.monotonic()
     with gateway(script, path, default_request_timeout_in_seconds=2.0) as (url, _):
         response = transcribe(url)
-    assert response.status_code == 200, response.text
+    assert (response.status_code, response.json()["error"]["code"]) == (504, "provider_timeout"), response.text
+    assert time.monotonic() - started < 2.0 + 1.5
+
+
+@paths
+def test_an_answer_that_trickles_in_is_cut_off_when_the_call_ends(path: str) -> None:
+    """72 bytes, one every 0.1 s (timeout 1 s): read as they arrive, cut off at the call's end — not
+    once a 256 KiB block or the whole body has come in."""
+    body = b'{"text": "' + b"a" * 60 + b'"}'
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+    script = sleep_then((0.0, head), *[(0.1, bytes([b])) for b in body])
+    started = time.monotonic()
+    with gateway(script, path) as (url, _):
+        response = transcribe(url)
+        elapsed = time.monotonic() - started
+    assert (response.status_code, response.json()["error"]["code"]) == (504, "provider_timeout"), response.text
+    assert elapsed < 1.0 + 1.5  # the whole trickle would take 7.2 s
 
 
 CUT = {

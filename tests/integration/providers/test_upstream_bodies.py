@@ -58,7 +58,7 @@ def test_a_small_upload_is_sent_from_memory(upstreams: Upstreams, fakes: Upstrea
         with tempfile.SpooledTemporaryFile(max_size=1024 * 1024) as spooled:
             spooled.write(AUDIO)
             audio = AudioInput(spooled, "fox.flac", "audio/flac", len(AUDIO))
-            transcript = providers[name].transcribe(model, TranscriptionRequest(model=name), audio, Call(timeout=10))
+            transcript = providers[name].transcribe(model, TranscriptionRequest(model=name), audio, Call.lasting(10))
             assert transcript.text
             assert spooled._rolled is False, name
 
@@ -75,7 +75,7 @@ def test_calls_made_at_once_keep_their_connections_for_the_next_ones(upstreams: 
 
     def call(_: int) -> str:
         audio = AudioInput(io.BytesIO(AUDIO), "fox.flac", "audio/flac", len(AUDIO))
-        return provider.transcribe("whisper-1", TranscriptionRequest(model="whisper-1"), audio, Call(timeout=10)).text
+        return provider.transcribe("whisper-1", TranscriptionRequest(model="whisper-1"), audio, Call.lasting(10)).text
 
     with ThreadPoolExecutor(8) as pool:
         for _ in range(2):

@@ -60,7 +60,7 @@ def _send(
 ) -> Recorded | None:
     fake.clear()
     with contextlib.suppress(HeimdallError):  # the fake may refuse what it does not know: what was sent counts
-        provider.transcribe(model, request._replace(model=model), audio, Call(timeout=10))
+        provider.transcribe(model, request._replace(model=model), audio, Call.lasting(10))
     assert len(fake) <= 1
     return fake[0] if fake else None
 
@@ -139,6 +139,6 @@ def test_deepgram_is_sent_the_type_of_the_container_the_bytes_are(
     well-formed but wrong type must not decide it (the audio checks already know what the bytes are)."""
     recorded = fakes.fakes["deepgram"].requests
     upload = AudioInput(io.BytesIO(AUDIO), "hello.bin", claimed, len(AUDIO))
-    transcript = adapters["deepgram"].transcribe("nova-3", _plain("deepgram"), upload, Call(timeout=10))
+    transcript = adapters["deepgram"].transcribe("nova-3", _plain("deepgram"), upload, Call.lasting(10))
     assert transcript.text
     assert recorded[-1].headers["content-type"] == "audio/wav"

@@ -17,6 +17,7 @@ http.client refuses; a connection cut inside the headers is a dropped connection
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlencode
@@ -75,14 +76,14 @@ class LoopClient:
         read: Callable[[bytes, Mapping[str, str]], T],
     ) -> T:
         """POST ``outgoing`` and return ``read(body, headers)`` of its 2xx answer, or raise the error
-        ``Upstream`` maps the same failure to. Timeouts as ``Upstream``'s: connecting at most 10 s, each
-        read at most ``call.timeout``, the body within ``call.timeout`` from its first byte. Redirects
-        are not followed."""
+        ``Upstream`` maps the same failure to: connecting within 10 s, the whole call by ``call.ends``.
+        Redirects are not followed."""
         from yarl import URL
 
         aiohttp = self._aiohttp
         target = f"{outgoing.url}?{urlencode(outgoing.params)}" if outgoing.params else outgoing.url
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(call.timeout, 10.0), sock_read=call.timeout)
+        remaining = max(0.0, call.ends - time.monotonic())
+        timeout = aiohttp.ClientTimeout(total=remaining, sock_connect=min(remaining, 10.0))
         try:
             async with self.session.post(
                 URL(target, encoded=True),  # the path as built: each segment is already percent-encoded

@@ -60,9 +60,15 @@ _EVENT_BLOCK = 512  # small reads: an event goes on as soon as it arrives
 
 
 class Call(NamedTuple):
-    """Per-attempt facts the router hands a provider: how long it may take."""
+    """Per-attempt facts the router hands a provider: how long it may take, from sending to the answer's
+    last byte (``ends``: a ``time.monotonic()`` instant), so no attempt outlives the request's budget."""
 
     timeout: float
+    ends: float
+
+    @classmethod
+    def lasting(cls, seconds: float) -> Call:
+        return cls(seconds, time.monotonic() + seconds)
 
 
 class Outgoing(NamedTuple):
@@ -296,23 +302,24 @@ class Upstream:
                 yield parse_answer(model, event, self.provider)
 
     def _read(self, response: urllib3.BaseHTTPResponse, call: Call, limit: int) -> bytes:
-        """The whole body, at most ``limit`` bytes (decoded), within ``call.timeout`` from its first byte."""
+        """The whole body, at most ``limit`` bytes (decoded), by ``call.ends``: read as it arrives, so a
+        body that trickles in is cut off at the call's end, not after a block's worth of it."""
         declared = response.headers.get("content-length", "")
         if declared.isascii() and declared.isdigit() and int(declared) > limit:  # '²'.isdigit() too
             response.close()
             raise self.too_large(limit)
         body = BoundedBody(self, call, limit)
         with self._reading(response, call):
-            for chunk in response.stream(_READ_BLOCK):
+            while chunk := response.read1(_READ_BLOCK):
                 body.add(chunk)
         return body.value()
 
     def _data_lines(self, response: urllib3.BaseHTTPResponse, call: Call) -> Iterator[bytes]:
         """The ``data:`` payloads of an event stream; each line at most MAX_EVENT_BYTES, the whole
-        stream at most MAX_ANSWER_BYTES and ``call.timeout``."""
+        stream at most MAX_ANSWER_BYTES, by ``call.ends``."""
         pending = bytearray()
         size = 0
-        ends = time.monotonic() + call.timeout
+        ends = call.ends
         with self._reading(response, call):
             for chunk in response.stream(_EVENT_BLOCK):
                 size += len(chunk)
@@ -353,14 +360,14 @@ class Upstream:
 
 
 class BoundedBody:
-    """An answer's body as it arrives: at most ``limit`` bytes (decoded), within ``call.timeout`` from
-    its first byte, or the 502 / 504 that says which bound it passed."""
+    """An answer's body as it arrives: at most ``limit`` bytes (decoded), by the call's end, or the 502 /
+    504 that says which bound it passed."""
 
     def __init__(self, upstream: Upstream, call: Call, limit: int) -> None:
         self.upstream, self.call, self.limit = upstream, call, limit
         self.chunks: list[bytes] = []
         self.size = 0
-        self.ends = time.monotonic() + call.timeout
+        self.ends = call.ends
 
     def add(self, chunk: bytes) -> None:
         self.size += len(chunk)
