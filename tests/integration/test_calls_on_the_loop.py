@@ -1,6 +1,7 @@
-"""A served gateway (``make run``) makes its provider calls on its event loop, so they need no
-worker thread: it keeps answering them while every worker thread is taken (by slow blocking work
-elsewhere), and what it answers and logs is what the worker-thread path answers and logs. The faults
+"""A served gateway (``make run``) makes its provider calls on its event loop, so a WAV upload with an
+answer of ordinary size needs no worker thread: it is answered while every worker thread is taken (by
+slow blocking work elsewhere), and what it answers and logs is what the worker-thread path answers and
+logs. (Other formats are counted, and answers over 256 KiB parsed, in a worker thread.) The faults
 and wrong shapes of every provider run against both paths (the ``provider_gateway`` fixture)."""
 
 from __future__ import annotations

@@ -9,17 +9,33 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import gc
+import threading
 import time
+import tracemalloc
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from heimdall.api.app import create_app
-from tests.support.raw_upstream import OK_BODY, RawUpstream, Script, config_for, ok, once, raw_upstream, sleep_then
-from tests.support.servers import free_port, serve
+from tests.support.bombs import wav_silence
+from tests.support.raw_upstream import (
+    OK_BODY,
+    RawUpstream,
+    Script,
+    TlsUpstream,
+    config_for,
+    ok,
+    once,
+    raw_upstream,
+    self_signed,
+    sleep_then,
+)
+from tests.support.servers import free_port, serve, wait_until
 from tests.support.speech import FILES
 
 WAV = FILES["hello"].read_bytes()
@@ -36,9 +52,13 @@ def gateway(script: Script, path: str, **network: Any) -> Iterator[tuple[str, Ra
 
 
 def transcribe(url: str, **fields: Any) -> httpx.Response:
+    return transcribe_bytes(url, WAV, **fields)
+
+
+def transcribe_bytes(url: str, audio: bytes, **fields: Any) -> httpx.Response:
     return httpx.post(
         f"{url}/v1/audio/transcriptions",
-        files={"file": ("a.wav", WAV, "audio/wav")},
+        files={"file": ("a.wav", audio, "audio/wav")},
         data={"model": "openai-compatible/whisper-1", **fields},
         timeout=60,
     )
@@ -182,3 +202,92 @@ def test_a_retry_after_sent_twice_is_honoured_alike() -> None:
     assert results["on the loop"] == results["in a worker thread"]
     assert results["on the loop"][0] == 429
     assert results["on the loop"][3] == "1"
+
+
+@paths
+def test_a_provider_whose_ca_ssl_cert_file_names_is_trusted_either_way(
+    path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The trust store is read when the server starts (SSL_CERT_FILE honoured), as urllib3 reads it for
+    each new connection — not when aiohttp was first imported in the process."""
+    import aiohttp  # noqa: F401 - imported before, as in any process that served a call on the loop
+
+    certificate = self_signed(tmp_path)
+    upstream = TlsUpstream(once(ok(), keep=True), certificate)
+    try:
+        with serve(create_app(config_for(upstream.url)), lifespan=PATHS[path]) as url:
+            assert transcribe(url).status_code == 502  # nobody trusts it yet: provider_unreachable
+        monkeypatch.setenv("SSL_CERT_FILE", str(certificate))
+        with serve(create_app(config_for(upstream.url)), lifespan=PATHS[path]) as url:
+            response = transcribe(url)
+    finally:
+        upstream.close()
+    assert response.status_code == 200, response.text
+
+
+@paths
+def test_the_audio_is_not_copied_while_the_provider_works(path: str) -> None:
+    """A 990 KB upload held in memory (counted in the upload budget) is sent from its own buffer: while
+    the provider works on it, no second copy of it is held that the budget does not count."""
+    audio = wav_silence(990_000 / 8_000)  # 990 KB: under the 1 MiB the loop takes
+    release, arrived = threading.Event(), threading.Event()
+
+    def slow(conn: Any, number: int) -> bool:
+        arrived.set()  # the whole request has been read by now
+        release.wait(20)
+        conn.sendall(ok())
+        return False
+
+    with gateway(slow, path, default_request_timeout_in_seconds=30) as (url, _):
+        release.set()
+        assert transcribe_bytes(url, audio).status_code == 200  # warm: imports, pools, sessions
+        release.clear()
+        arrived.clear()
+        gc.collect()
+        tracemalloc.start(30)
+        done: dict[str, httpx.Response] = {}
+        caller = threading.Thread(target=lambda: done.setdefault("response", transcribe_bytes(url, audio)))
+        try:
+            before = tracemalloc.take_snapshot()
+            caller.start()
+            assert arrived.wait(10)
+            during = tracemalloc.take_snapshot()
+        finally:
+            release.set()
+            caller.join()
+            tracemalloc.stop()
+    assert done["response"].status_code == 200
+    added = sum(
+        stat.size_diff
+        for stat in during.compare_to(before, "traceback")
+        if not any("/httpx/" in frame.filename for frame in stat.traceback)  # the client's own copies
+    )
+    assert added < 1.5 * len(audio), f"{added} bytes held for a {len(audio)}-byte upload"  # the upload, once
+
+
+@paths
+def test_a_request_cancelled_at_shutdown_gives_its_upload_memory_back(path: str) -> None:
+    """The server stops (its graceful timeout ends) while a call is with the provider: the request is
+    cancelled, and still closes its upload and gives its room in the upload budget back."""
+    import uvicorn
+
+    with raw_upstream(sleep_then((2.0, ok()))) as upstream:
+        app = create_app(config_for(upstream.url, default_request_timeout_in_seconds=5))
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical",
+                                               lifespan=PATHS[path], timeout_graceful_shutdown=0.5))  # fmt: skip
+        runner = threading.Thread(target=server.run, daemon=True)
+        runner.start()
+        wait_until(lambda: server.started, what="uvicorn to start")
+        caller = threading.Thread(target=cut_off_call, args=(f"http://127.0.0.1:{port}",))
+        caller.start()
+        wait_until(lambda: upstream.requests == 1, what="the call to reach the provider")
+        server.should_exit = True
+        runner.join(10)
+        caller.join(10)
+    assert app.state.upload_memory.held == 0
+
+
+def cut_off_call(url: str) -> None:
+    with suppress(httpx.HTTPError):  # the server goes away mid-request: what it gave back is checked
+        transcribe(url)

@@ -11,6 +11,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+import anyio
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
@@ -182,10 +183,11 @@ async def transcribe(request: Request, deployment_id: str | None, api_version: s
             handed_to_stream = True  # the stream closes the upload when it ends
             return StreamingResponse(events, media_type="text/event-stream", headers=STREAM_HEADERS)
     finally:
-        if ticket is not None and not ticket.settled:
-            await run_in_threadpool(governor.close, ticket)  # refused or failed before a provider answered
         if not handed_to_stream:
-            form.close()
+            form.close()  # first: the await below is where a request cancelled at shutdown is cancelled again
+        if ticket is not None and not ticket.settled:
+            with anyio.CancelScope(shield=True):  # what it reserved is given back, even then
+                await run_in_threadpool(governor.close, ticket)  # refused or failed before a provider answered
     log.update(
         provider=routed.target.provider,
         model_deployment=routed.target.model,

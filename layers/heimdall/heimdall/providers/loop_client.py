@@ -18,12 +18,20 @@ http.client refuses; a connection cut inside the headers is a dropped connection
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlencode
 
 from heimdall.core.errors import HeimdallError
-from heimdall.providers.upstream import MAX_ANSWER_BYTES, MAX_ERROR_BYTES, BoundedBody, Call, Outgoing, Upstream
+from heimdall.providers.upstream import (
+    MAX_ANSWER_BYTES,
+    MAX_ERROR_BYTES,
+    BoundedBody,
+    Call,
+    Outgoing,
+    StreamedBody,
+    Upstream,
+)
 from heimdall.providers.wire import ErrorBody
 
 if TYPE_CHECKING:
@@ -50,13 +58,17 @@ class LoopClient:
     lifespan), closed when it stops."""
 
     def __init__(self) -> None:
+        import ssl
+
         import aiohttp
 
         self._aiohttp = aiohttp
         self.session = aiohttp.ClientSession(
             # No cap on connections: a cap would make calls wait for one inside their timeout (the
-            # worker-thread path is bounded by its threads, the loop by the requests it serves).
-            connector=aiohttp.TCPConnector(limit=0),
+            # worker-thread path is bounded by its threads, the loop by the requests it serves). The
+            # trust store is read now, as the server starts (SSL_CERT_FILE, SSL_CERT_DIR honoured), not
+            # when aiohttp was first imported.
+            connector=aiohttp.TCPConnector(limit=0, ssl=ssl.create_default_context()),
             trust_env=False,  # calls through a proxy keep the worker thread
             cookie_jar=aiohttp.DummyCookieJar(),
             max_line_size=MAX_HEADER_LINE,
@@ -87,8 +99,12 @@ class LoopClient:
         try:
             async with self.session.post(
                 URL(target, encoded=True),  # the path as built: each segment is already percent-encoded
-                data=b"".join(outgoing.body),  # one block: the route sends only uploads of at most 1 MiB here
-                headers={"Accept-Encoding": "gzip, deflate", **outgoing.headers},  # aiohttp adds Content-Length
+                data=_sent(outgoing.body),
+                headers={
+                    "Accept-Encoding": "gzip, deflate",
+                    **outgoing.headers,
+                    "Content-Length": str(len(outgoing.body)),
+                },
                 allow_redirects=False,
                 timeout=timeout,
             ) as response:
@@ -114,6 +130,13 @@ class LoopClient:
         from starlette.concurrency import run_in_threadpool
 
         return await run_in_threadpool(read, body, headers)
+
+
+async def _sent(body: StreamedBody) -> AsyncIterator[bytes]:
+    """The body's parts as aiohttp takes them, the audio from the upload's own buffer: with the
+    Content-Length given, it is sent as is, not chunked, and no joined copy is held during the call."""
+    for part in body.parts():
+        yield part
 
 
 async def _read(upstream: Upstream, response: aiohttp.ClientResponse, call: Call, limit: int) -> bytes:

@@ -402,7 +402,7 @@ class StreamedBody:
             yield self.head + source.read() + self.tail
             return
         if isinstance(source, io.BytesIO):
-            yield from (part for part in (self.head, source.getvalue(), self.tail) if part)  # getvalue(): no copy
+            yield from self.parts()
             return
         if self.head:
             yield self.head
@@ -410,6 +410,13 @@ class StreamedBody:
             yield block
         if self.tail:
             yield self.tail
+
+    def parts(self) -> Iterator[bytes]:
+        """Head, audio and tail as they are, for audio held in memory: the audio is the upload's own
+        buffer (``getvalue()`` shares it), so no copy of it is made or held while the call waits."""
+        source = self.audio.rewind()
+        assert isinstance(source, io.BytesIO), "parts() is for audio held in memory"
+        return (part for part in (self.head, source.getvalue(), self.tail) if part)
 
 
 def multipart(fields: list[tuple[str, str]], audio: AudioInput, file_field: str = "file") -> StreamedBody:
