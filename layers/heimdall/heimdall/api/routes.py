@@ -198,8 +198,8 @@ async def transcribe(request: Request, deployment_id: str | None, api_version: s
 
 def _on_loop(transcription: TranscriptionRequest, audio: AudioInput, router: Router, governor: Governor) -> bool:
     """Whether the request can be served without a worker thread (``providers/loop_client.py``): an
-    upload held in memory and sent in one block, a governor with no I/O, a transcript rather than a
-    stream, and targets whose providers make their call on the loop."""
+    upload held in memory, of at most 1 MiB (where the hand-off is most of the cost), a governor with
+    no I/O, a transcript rather than a stream, and targets whose providers make their call on the loop."""
     return (
         isinstance(audio.file, io.BytesIO)
         and audio.size <= ONE_BLOCK
