@@ -55,12 +55,20 @@ def configure(tmp_path: Path, upstreams: Upstreams, monkeypatch: pytest.MonkeyPa
     """Writes the config (the fake OpenAI, keys team and admin, ``rate_limits``/``budgets`` for team)
     where HEIMDALL_CONFIG points, so the gateway and the ingest handler read the same one."""
 
-    def write(rate_limit: dict[str, Any] | None = None, budget: float | None = None) -> Path:
+    def write(
+        rate_limit: dict[str, Any] | None = None,
+        budget: float | None = None,
+        openai_limit: dict[str, Any] | None = None,
+    ) -> Path:
         team: dict[str, Any] = {"id": "team", "value": TEAM}
-        governance: dict[str, Any] = {"virtual_keys": [team, {"id": "admin", "value": ADMIN, "admin": True}]}
+        governance: dict[str, Any] = {"virtual_keys": [team, {"id": "admin", "value": ADMIN, "admin": True}],
+                                      "rate_limits": []}  # fmt: skip
         if rate_limit is not None:
             team["rate_limit_id"] = "rl-team"
-            governance["rate_limits"] = [{"id": "rl-team", **rate_limit}]
+            governance["rate_limits"].append({"id": "rl-team", **rate_limit})
+        if openai_limit is not None:  # the team's own limit on OpenAI (provider_configs)
+            team["provider_configs"] = [{"id": 1, "provider": "openai", "rate_limit_id": "rl-openai"}]
+            governance["rate_limits"].append({"id": "rl-openai", **openai_limit})
         if budget is not None:
             governance["budgets"] = [{"id": "b-team", "virtual_key_id": "team", "max_limit": budget,
                                       "reset_duration": "1M"}]  # fmt: skip
@@ -257,6 +265,22 @@ def test_a_job_runs_when_its_limits_cannot_be_read_as_it_starts(
     monkeypatch.setenv("HEIMDALL_GOVERNANCE_TABLE", f"gone-{uuid.uuid4().hex}")
     (job,) = deliver(ingest(), event_for(key))["jobs"]
     assert job["status"] == "succeeded"
+    assert len(fakes.fakes["openai"].requests) == 1
+
+
+def test_a_job_runs_when_its_provider_limits_cannot_be_read_as_it_starts(
+    governance_table: str, configure: Any, fakes: Upstreams, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The key's own limit on the provider is asked before each call of the job: a store that cannot be
+    read then does not fail the job either (it was admitted at its upload)."""
+    app = create_app(
+        load_config(str(configure(openai_limit={"request_max_limit": 10, "request_reset_duration": "1h"})))
+    )
+    with serve(app) as gateway:
+        key = upload_file(upload(gateway))
+    monkeypatch.setenv("HEIMDALL_GOVERNANCE_TABLE", f"gone-{uuid.uuid4().hex}")
+    (job,) = deliver(ingest(), event_for(key))["jobs"]
+    assert job["status"] == "succeeded", job
     assert len(fakes.fakes["openai"].requests) == 1
 
 

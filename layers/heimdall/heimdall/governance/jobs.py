@@ -218,7 +218,11 @@ class SpentProviders:
         if not scope:
             return None
         claims = scope.claims(self.limits.clock(), seconds=0.0, dollars=0.0)
-        refusal = self.limits.reserve([claim.by(0.0) for claim in claims])
+        try:
+            refusal = self.limits.reserve([claim.by(0.0) for claim in claims])
+        except EngineUnavailable:  # as refuse_if_spent: an outage does not fail a job admitted at its upload
+            logger.warning("the provider's limits within the key could not be checked before a call; it is made")
+            return None
         if refusal is not None:
             refusal.provider = target.provider
         return refusal
