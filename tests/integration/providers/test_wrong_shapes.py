@@ -23,6 +23,7 @@ import webvtt
 
 from heimdall.api.app import create_app
 from heimdall.config import parse_config
+from heimdall.providers.upstream import MAX_EVENT_BYTES
 from tests.fakes.base import DURATION, SPOKEN, Fault
 from tests.support.servers import serve
 from tests.support.speech import FILES
@@ -286,6 +287,27 @@ def test_a_wrong_first_stream_event_is_retried_and_falls_back(
     assert fakes.calls("openai") == CALLS
     assert '"provider":"mistral"' in text
     assert text.rstrip().endswith("data: [DONE]")
+
+
+def test_a_stream_line_one_byte_over_the_bound_ends_the_stream_with_an_error_event(
+    provider_gateway: str, fakes: Upstreams
+) -> None:
+    """A line is bounded whole (MAX_EVENT_BYTES), also when it ends in the read that takes it over."""
+    prefix = b'{"type": "transcript.text.delta", "delta": "'
+    over = prefix + b"a" * (MAX_EVENT_BYTES - len(b"data: ") - len(prefix) - 2 + 1) + b'"}'
+    assert len(b"data: " + over) == MAX_EVENT_BYTES + 1
+    fakes.fakes["openai"].always = Fault("events", body=[DELTA, over, DONE])
+    with httpx.stream(
+        "POST",
+        f"{provider_gateway}/v1/audio/transcriptions",
+        files={"file": ("fox.flac", AUDIO, "audio/flac")},
+        data={"model": STREAM, "stream": "true"},
+        timeout=30,
+    ) as response:
+        text = response.read().decode()
+    assert response.status_code == 200
+    assert f"over {MAX_EVENT_BYTES} bytes" in text
+    assert "[DONE]" not in text
 
 
 def test_a_wrong_stream_event_after_the_first_ends_the_stream_with_an_error_event(

@@ -332,6 +332,8 @@ class Upstream:
                     lines = bytes(pending).splitlines(keepends=True)
                     pending = bytearray(lines.pop() if not lines[-1].endswith((b"\n", b"\r")) else b"")
                     for line in lines:
+                        if len(line.rstrip(b"\r\n")) > MAX_EVENT_BYTES:  # one that ended in the read that took it over
+                            raise invalid_answer(self.provider, f"sent a stream event over {MAX_EVENT_BYTES} bytes")
                         if line.startswith(b"data:"):
                             yield line[5:].strip()
                 if len(pending) > MAX_EVENT_BYTES:
