@@ -8,7 +8,8 @@ from typing import Any
 
 
 class LazyClient:
-    """``boto3.client(service, config=Config(retries standard, **config))``, built on the first call."""
+    """``boto3.client(service, config=Config(retries standard, **config))``, built on the first call
+    (``config`` may name its own ``retries``)."""
 
     def __init__(self, service: str, **config: Any) -> None:
         self.service, self.config = service, config
@@ -21,5 +22,7 @@ class LazyClient:
                 import boto3
                 from botocore.config import Config
 
-                self._client = boto3.client(self.service, config=Config(retries={"mode": "standard"}, **self.config))
+                self._client = boto3.client(
+                    self.service, config=Config(**{"retries": {"mode": "standard"}, **self.config})
+                )
             return self._client

@@ -13,6 +13,8 @@ once, a request may be refused that would have fit — never admitted one that w
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,14 +35,28 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+#: DynamoDB's answers to a write it did not apply because it was asked too often: safe to send again.
+_THROTTLED = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"})
+_COUNTER_TRIES = 4
+
+
 class DynamoDBStore:
     def __init__(self, table: str) -> None:
         self.table = table
         self._dynamodb = LazyClient("dynamodb", connect_timeout=2, read_timeout=5)
+        # Counter writes are not idempotent (ADD): botocore would send one again after a 5xx or a
+        # timeout, which DynamoDB may already have applied — a request counted twice, a give-back
+        # applied twice (a limit exceeded). They go out once; only a throttled one is sent again (_add).
+        once = {"mode": "standard", "total_max_attempts": 1}
+        self._counters = LazyClient("dynamodb", connect_timeout=2, read_timeout=5, retries=once)
 
     @property
     def dynamodb(self) -> Any:
         return self._dynamodb()
+
+    @property
+    def counters(self) -> Any:
+        return self._counters()
 
     @staticmethod
     def _key(claim: Claim) -> dict[str, Any]:
@@ -61,11 +77,20 @@ class DynamoDBStore:
             request["ExpressionAttributeValues"].update(
                 {":limit": {"N": str(claim.limit_units)}, ":cap": {"N": str(claim.limit_units - claim.units)}}
             )
-        try:
-            self.dynamodb.update_item(**request)
-        except self.dynamodb.exceptions.ConditionalCheckFailedException:
-            return False
-        return True
+        from botocore.exceptions import ClientError
+
+        tries = 0
+        while True:
+            try:
+                self.counters.update_item(**request)
+                return True
+            except self.counters.exceptions.ConditionalCheckFailedException:
+                return False
+            except ClientError as exc:  # a 5xx or a timeout (not a ClientError) is ambiguous: not sent again
+                tries += 1
+                if exc.response.get("Error", {}).get("Code") not in _THROTTLED or tries == _COUNTER_TRIES:
+                    raise
+            time.sleep(0.025 * 2**tries + random.uniform(0, 0.025))  # noqa: S311 - jitter, not security
 
     def reserve(self, claims: Sequence[Claim], now: float) -> Claim | None:
         taken: list[Claim] = []
