@@ -289,6 +289,18 @@ def test_a_wrong_first_stream_event_is_retried_and_falls_back(
     assert text.rstrip().endswith("data: [DONE]")
 
 
+def streamed(gateway: str) -> tuple[int, str]:
+    """The status and the whole event stream of a ``stream=true`` transcription of the fox."""
+    with httpx.stream(
+        "POST",
+        f"{gateway}/v1/audio/transcriptions",
+        files={"file": ("fox.flac", AUDIO, "audio/flac")},
+        data={"model": STREAM, "stream": "true"},
+        timeout=30,
+    ) as response:
+        return response.status_code, response.read().decode()
+
+
 def test_a_stream_line_one_byte_over_the_bound_ends_the_stream_with_an_error_event(
     provider_gateway: str, fakes: Upstreams
 ) -> None:
@@ -297,15 +309,8 @@ def test_a_stream_line_one_byte_over_the_bound_ends_the_stream_with_an_error_eve
     over = prefix + b"a" * (MAX_EVENT_BYTES - len(b"data: ") - len(prefix) - 2 + 1) + b'"}'
     assert len(b"data: " + over) == MAX_EVENT_BYTES + 1
     fakes.fakes["openai"].always = Fault("events", body=[DELTA, over, DONE])
-    with httpx.stream(
-        "POST",
-        f"{provider_gateway}/v1/audio/transcriptions",
-        files={"file": ("fox.flac", AUDIO, "audio/flac")},
-        data={"model": STREAM, "stream": "true"},
-        timeout=30,
-    ) as response:
-        text = response.read().decode()
-    assert response.status_code == 200
+    status, text = streamed(provider_gateway)
+    assert status == 200
     assert f"over {MAX_EVENT_BYTES} bytes" in text
     assert "[DONE]" not in text
 
@@ -314,15 +319,8 @@ def test_a_wrong_stream_event_after_the_first_ends_the_stream_with_an_error_even
     provider_gateway: str, fakes: Upstreams
 ) -> None:
     fakes.fakes["openai"].always = Fault("events", body=[DELTA, b'{"type": "transcript.text.delta"}', DONE])
-    with httpx.stream(
-        "POST",
-        f"{provider_gateway}/v1/audio/transcriptions",
-        files={"file": ("fox.flac", AUDIO, "audio/flac")},
-        data={"model": STREAM, "stream": "true"},
-        timeout=30,
-    ) as response:
-        text = response.read().decode()
-    assert response.status_code == 200
+    status, text = streamed(provider_gateway)
+    assert status == 200
     assert '"code":"invalid_provider_response"' in text
     assert "[DONE]" not in text
 

@@ -86,7 +86,7 @@ class DynamoDBStore:
                 return True
             except self.counters.exceptions.ConditionalCheckFailedException:
                 return False
-            except ClientError as exc:  # a 5xx or a timeout (not a ClientError) is ambiguous: not sent again
+            except ClientError as exc:  # a 5xx, like a timeout (not a ClientError), is ambiguous: not sent again
                 tries += 1
                 if exc.response.get("Error", {}).get("Code") not in _THROTTLED or tries == _COUNTER_TRIES:
                     raise
