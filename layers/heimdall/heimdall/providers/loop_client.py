@@ -26,6 +26,7 @@ from heimdall.core.errors import HeimdallError
 from heimdall.providers.upstream import (
     MAX_ANSWER_BYTES,
     MAX_ERROR_BYTES,
+    READ_BLOCK,
     BoundedBody,
     Call,
     Outgoing,
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
     import aiohttp
 
 T = TypeVar("T")
-_READ_BLOCK = 256 * 1024
 #: An answer larger than this is parsed in a worker thread: 30 MB of word timings take a second of
 #: pydantic, which would hold every other request the loop serves.
 PARSE_ON_LOOP_BYTES = 256 * 1024
@@ -140,11 +140,8 @@ async def _sent(body: StreamedBody) -> AsyncIterator[bytes]:
 
 
 async def _read(upstream: Upstream, response: aiohttp.ClientResponse, call: Call, limit: int) -> bytes:
-    """The whole body, at most ``limit`` bytes once decoded, within ``call.timeout`` from its first byte."""
-    declared = response.content_length
-    if declared is not None and declared > limit:
-        raise upstream.too_large(limit)
-    body = BoundedBody(upstream, call, limit)
-    async for chunk in response.content.iter_chunked(_READ_BLOCK):
+    """The whole body, at most ``limit`` bytes once decoded, by ``call.ends`` (as ``Upstream._read``)."""
+    body = BoundedBody(upstream, call, limit, response.content_length)
+    async for chunk in response.content.iter_chunked(READ_BLOCK):
         body.add(chunk)
     return body.value()

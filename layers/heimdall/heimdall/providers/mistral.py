@@ -154,8 +154,7 @@ class MistralProvider(HttpProvider):
     def stream(self, model: str, request: TranscriptionRequest, audio: AudioInput, call: Call) -> Iterator[StreamEvent]:
         """Mistral's stream: ``transcription.text.delta`` events (``text``), then ``transcription.done``
         (the whole answer); ``transcription.language`` and ``transcription.segment`` carry nothing new."""
-        url, headers, _, body = self._outgoing(model, request, audio, stream=True)
-        response = self.upstream.post(url, call=call, headers=headers, data=body, errors=MistralErrorBody)
+        response = self.upstream.send(self._outgoing(model, request, audio, stream=True), call, MistralErrorBody)
         return self._translate(self.upstream.events(response, STREAM_EVENTS, call))
 
     def _translate(self, events: Iterator[WireModel]) -> Iterator[StreamEvent]:

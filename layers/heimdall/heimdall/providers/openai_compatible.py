@@ -179,8 +179,7 @@ class OpenAICompatibleProvider(HttpProvider):
         if not self.capabilities(model).streaming:
             return stream_from_transcript(self.transcribe(model, request, audio, call))
         fields = [*openai_fields(model, request, "json"), ("stream", "true")]
-        url, headers, params, body = self._outgoing(model, fields, audio, stream=True)
-        response = self.upstream.post(url, call=call, headers=headers, params=params, data=body, errors=OpenAIErrorBody)
+        response = self.upstream.send(self._outgoing(model, fields, audio, stream=True), call, OpenAIErrorBody)
         return self._translate(self.upstream.events(response, STREAM_EVENTS, call))
 
     def _translate(self, events: Iterator[WireModel]) -> Iterator[StreamEvent]:

@@ -52,7 +52,8 @@ MAX_ANSWER_BYTES = 32 * 1024 * 1024
 MAX_ERROR_BYTES = 64 * 1024
 #: One server-sent event: a delta, or a done event with the whole text.
 MAX_EVENT_BYTES = 1024 * 1024
-_READ_BLOCK = 256 * 1024
+#: How much of an answer is asked for at once (whatever has arrived is returned).
+READ_BLOCK = 256 * 1024
 #: Bodies are sent in blocks of this size; an upload of at most one block goes as one ``bytes``.
 ONE_BLOCK = 1024 * 1024
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -215,6 +216,11 @@ class Upstream:
             raise self.error_from(response, errors, call)
         return response
 
+    def send(self, outgoing: Outgoing, call: Call, errors: type[ErrorBody]) -> urllib3.BaseHTTPResponse:
+        """``post`` of the request a provider described."""
+        url, headers, params, body = outgoing
+        return self.post(url, call=call, headers=headers, params=params, data=body, errors=errors)
+
     def timeout(self, call: Call) -> ProviderTimeout:
         return ProviderTimeout(f"{self.provider} did not answer within {call.timeout:.1f} s.", provider=self.provider)
 
@@ -304,13 +310,11 @@ class Upstream:
     def _read(self, response: urllib3.BaseHTTPResponse, call: Call, limit: int) -> bytes:
         """The whole body, at most ``limit`` bytes (decoded), by ``call.ends``: read as it arrives, so a
         body that trickles in is cut off at the call's end, not after a block's worth of it."""
-        declared = response.headers.get("content-length", "")
-        if declared.isascii() and declared.isdigit() and int(declared) > limit:  # '²'.isdigit() too
-            response.close()
-            raise self.too_large(limit)
-        body = BoundedBody(self, call, limit)
-        with self._reading(response, call):
-            while chunk := response.read1(_READ_BLOCK):
+        length = response.headers.get("content-length", "")
+        declared = int(length) if length.isascii() and length.isdigit() else None  # '²'.isdigit() too
+        with self._reading(response, call):  # closed however it ends, refused at once included
+            body = BoundedBody(self, call, limit, declared)
+            while chunk := response.read1(READ_BLOCK):
                 body.add(chunk)
         return body.value()
 
@@ -365,17 +369,19 @@ class BoundedBody:
     """An answer's body as it arrives: at most ``limit`` bytes (decoded), by the call's end, or the 502 /
     504 that says which bound it passed."""
 
-    def __init__(self, upstream: Upstream, call: Call, limit: int) -> None:
+    def __init__(self, upstream: Upstream, call: Call, limit: int, declared: int | None) -> None:
+        """``declared``: the answer's Content-Length, refused at once when it is over ``limit``."""
         self.upstream, self.call, self.limit = upstream, call, limit
+        if declared is not None and declared > limit:
+            raise upstream.too_large(limit)
         self.chunks: list[bytes] = []
         self.size = 0
-        self.ends = call.ends
 
     def add(self, chunk: bytes) -> None:
         self.size += len(chunk)
         if self.size > self.limit:
             raise self.upstream.too_large(self.limit)
-        if time.monotonic() > self.ends:
+        if time.monotonic() > self.call.ends:
             raise self.upstream.timeout(self.call)
         self.chunks.append(chunk)
 
@@ -462,8 +468,7 @@ class HttpProvider:
 
     def transcribe(self, model: str, request: TranscriptionRequest, audio: AudioInput, call: Call) -> Transcript:
         exchange = self.exchange(model, request, audio)
-        url, headers, params, body = exchange.outgoing
-        response = self.upstream.post(url, call=call, headers=headers, params=params, data=body, errors=exchange.errors)
+        response = self.upstream.send(exchange.outgoing, call, exchange.errors)
         return self.upstream.answer(response, exchange.answer, call).canonical()
 
     def serves_on_loop(self) -> bool:
