@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeGuard, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeGuard, TypeVar, cast
 
 from heimdall.config import PROVIDER_NAMES, GatewayConfig, NetworkConfig
 from heimdall.core.errors import (
@@ -247,8 +247,7 @@ class Router:
         attempts: list[Attempt] = []
         primary_error: HeimdallError | None = None
         for index, target in enumerate(targets):
-            provider = self.providers[target.provider]
-            assert _serves_on_loop(provider), "serves_on_loop said every target can"
+            provider = cast("LoopProvider", self.providers[target.provider])  # serves_on_loop said so
             error = self._capability_error(target, provider.capabilities(target.model), request, audio, in_pieces=False)
             if error is not None:
                 attempts.append(Attempt(target.provider, target.model, error.status_code, 0))
@@ -265,12 +264,10 @@ class Router:
                         await asyncio.sleep(wait)
             error = retries.error
             if error.client_fault:
-                error.extra["attempts"] = [a.as_dict() for a in attempts]
-                raise error
+                raise _with_attempts(error, attempts)
             primary_error = primary_error or error
         assert primary_error is not None  # targets is never empty
-        primary_error.extra["attempts"] = [a.as_dict() for a in attempts]
-        raise primary_error
+        raise _with_attempts(primary_error, attempts)
 
     def open_stream(
         self,
@@ -328,14 +325,12 @@ class Router:
                 if gate is not None:
                     gate.release(target)
                 if error.client_fault:
-                    error.extra["attempts"] = [a.as_dict() for a in attempts]
-                    raise error
+                    raise _with_attempts(error, attempts)
             else:
                 attempts.append(Attempt(target.provider, target.model, error.status_code, 0))
             primary_error = primary_error or error
         assert primary_error is not None  # targets is never empty
-        primary_error.extra["attempts"] = [a.as_dict() for a in attempts]
-        raise primary_error
+        raise _with_attempts(primary_error, attempts)
 
     def _in_pieces(
         self,
@@ -447,6 +442,12 @@ class _Retries:
 def _serves_on_loop(provider: Provider) -> TypeGuard[LoopProvider]:
     serves = getattr(provider, "serves_on_loop", None)
     return serves is not None and bool(serves())
+
+
+def _with_attempts(error: HeimdallError, attempts: list[Attempt]) -> HeimdallError:
+    """The error the client gets once no target serves, with every try listed (``extra_fields.attempts``)."""
+    error.extra["attempts"] = [a.as_dict() for a in attempts]
+    return error
 
 
 def _with_language(transcript: Transcript, request: TranscriptionRequest) -> Transcript:
